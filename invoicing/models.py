@@ -1,0 +1,223 @@
+import hashlib
+import json
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+
+from billing.money import HUNDRED, quantize
+from billing.models import MONEY, Customer
+from orders.models import QUANTITY, OrderLine
+
+
+class InvoiceKind(models.TextChoices):
+    """What the document is: a sale, a correction of one, or a late-payment charge."""
+
+    INVOICE = "invoice", "Invoice"
+    CREDIT_NOTE = "credit_note", "Credit note"
+    PENALTY = "penalty", "Late-payment penalty"
+
+
+SERIES_BY_KIND = {InvoiceKind.INVOICE: "INV", InvoiceKind.CREDIT_NOTE: "CN", InvoiceKind.PENALTY: "PEN"}
+
+
+class InvoiceStatus(models.TextChoices):
+    """draft -> issued -> partially_paid -> paid, or void. Paid states derive from allocations."""
+
+    DRAFT = "draft", "Draft"
+    ISSUED = "issued", "Issued"
+    PARTIALLY_PAID = "partially_paid", "Partially paid"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+
+
+OPEN_STATUSES = (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID)
+
+
+class PdfStatus(models.TextChoices):
+    """Where the rendering worker is with an invoice's PDF."""
+
+    NONE = "none", "Not requested"
+    PENDING = "pending", "Rendering"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class NumberSequence(models.Model):
+    """The last number given per series and year; locked while a number is taken, so no gaps."""
+
+    series = models.CharField(max_length=10)
+    year = models.PositiveIntegerField()
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["series", "year"], name="numbersequence_series_year_unique")]
+
+    def __str__(self):
+        return f"{self.series}-{self.year}: {self.last_number}"
+
+
+# Fields that may change after issue; everything else is the frozen document.
+MUTABLE_AFTER_ISSUE = {"status", "amount_paid", "pdf", "pdf_status", "pdf_sha256", "pdf_error", "pdf_attempts",
+                       "pdf_rendered_at", "voided_at", "void_reason", "updated_at"}
+
+
+class Invoice(models.Model):
+    kind = models.CharField(max_length=20, choices=InvoiceKind.choices, default=InvoiceKind.INVOICE)
+    series = models.CharField(max_length=10, default="INV")
+    number = models.CharField(max_length=30, unique=True, null=True, blank=True)
+    sequence_year = models.PositiveIntegerField(null=True, blank=True)
+    sequence_number = models.PositiveIntegerField(null=True, blank=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
+    status = models.CharField(max_length=20, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT, db_index=True)
+    issue_date = models.DateField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True, db_index=True)
+    currency = models.CharField(max_length=3)
+    net_total = models.DecimalField(**MONEY, default=Decimal("0"))
+    tax_total = models.DecimalField(**MONEY, default=Decimal("0"))
+    gross_total = models.DecimalField(**MONEY, default=Decimal("0"))
+    amount_paid = models.DecimalField(**MONEY, default=Decimal("0"))
+    customer_snapshot = models.JSONField(default=dict, blank=True)
+    terms_snapshot = models.JSONField(default=dict, blank=True)
+    seller_snapshot = models.JSONField(default=dict, blank=True)
+    tax_breakdown = models.JSONField(default=list, blank=True)
+    content_sha256 = models.CharField(max_length=64, blank=True, help_text="Fingerprint of the content at issue.")
+    original = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="corrections")
+    pdf = models.FileField(upload_to="invoices/%Y/%m/", blank=True)
+    pdf_status = models.CharField(max_length=10, choices=PdfStatus.choices, default=PdfStatus.NONE)
+    pdf_sha256 = models.CharField(max_length=64, blank=True)
+    pdf_error = models.TextField(blank=True)
+    pdf_attempts = models.PositiveIntegerField(default=0)
+    pdf_rendered_at = models.DateTimeField(null=True, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-issue_date", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(net_total__gte=0) & Q(tax_total__gte=0), name="invoice_totals_nonneg"),
+            models.CheckConstraint(condition=Q(gross_total=F("net_total") + F("tax_total")), name="invoice_gross_is_net_plus_tax"),
+            models.CheckConstraint(condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=F("gross_total")), name="invoice_paid_within_total"),
+            models.CheckConstraint(
+                condition=Q(status__in=["draft"]) | (Q(number__isnull=False) & Q(issue_date__isnull=False) & Q(due_date__isnull=False)),
+                name="invoice_issued_has_number_and_dates",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=["draft", "void"]) | Q(amount_paid=0), name="invoice_unpaid_when_draft_or_void"
+            ),
+            models.UniqueConstraint(fields=["series", "sequence_year", "sequence_number"], name="invoice_sequence_unique"),
+        ]
+        indexes = [models.Index(fields=["customer", "status"]), models.Index(fields=["status", "due_date"])]
+
+    def __str__(self):
+        return self.number or f"Draft {self.get_kind_display().lower()} #{self.pk}"
+
+    def save(self, *args, **kwargs):
+        self._guard_frozen(kwargs.get("update_fields"))
+        super().save(*args, **kwargs)
+        self._loaded = self._content()
+
+    def get_absolute_url(self):
+        return reverse("invoice-detail", args=[self.pk])
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded = instance._content() if "status" in field_names else None
+        return instance
+
+    def _content(self) -> dict:
+        return {
+            f.attname: getattr(self, f.attname)
+            for f in self._meta.concrete_fields
+            if f.attname not in MUTABLE_AFTER_ISSUE and f.attname in self.__dict__
+        }
+
+    def _guard_frozen(self, update_fields) -> None:
+        """An issued invoice never changes its content: corrections are credit notes."""
+        loaded = getattr(self, "_loaded", None)
+        if not self.pk or not loaded or loaded.get("status", InvoiceStatus.DRAFT) == InvoiceStatus.DRAFT:
+            return
+        if update_fields is not None and set(update_fields) <= MUTABLE_AFTER_ISSUE:
+            return
+        changed = [k for k, v in self._content().items() if k != "status" and loaded.get(k) != v]
+        if changed:
+            raise ValueError(f"Invoice {self.number} is issued; its content cannot change ({', '.join(changed)}).")
+
+    @property
+    def balance(self) -> Decimal:
+        return self.gross_total - self.amount_paid
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the document's content: header fields and every line."""
+        header = {k: str(v) for k, v in sorted(self._content().items())
+                  if k not in {"status", "content_sha256", "issued_by_id", "created_at", "issued_at"}}
+        lines = [
+            {k: str(getattr(line, k)) for k in InvoiceLine.CONTENT_FIELDS}
+            for line in self.lines.order_by("position", "id")
+        ]
+        payload = json.dumps({"header": header, "lines": lines}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class InvoiceLine(models.Model):
+    CONTENT_FIELDS = ("position", "order_line_id", "order_number", "order_date", "customer_reference", "sku",
+                      "description", "quantity", "unit", "unit_price", "discount_percent", "tax_percent",
+                      "tax_category", "tax_note", "net_amount")
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField(default=1)
+    order_line = models.ForeignKey(OrderLine, null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_lines")
+    order_number = models.CharField(max_length=30, blank=True)
+    order_date = models.DateField(null=True, blank=True)
+    customer_reference = models.CharField(max_length=80, blank=True)
+    sku = models.CharField(max_length=40, blank=True)
+    description = models.CharField(max_length=500)
+    quantity = models.DecimalField(**QUANTITY)
+    unit = models.CharField(max_length=20, default="unit")
+    unit_price = models.DecimalField(**MONEY)
+    discount_percent = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("0"))
+    tax_percent = models.DecimalField(max_digits=5, decimal_places=2)
+    tax_category = models.CharField(max_length=20, default="standard")
+    tax_note = models.CharField(max_length=255, blank=True)
+    net_amount = models.DecimalField(**MONEY)
+
+    class Meta:
+        ordering = ["invoice", "position", "id"]
+        constraints = [
+            # One invoice line per order line: an order line is never invoiced twice.
+            models.UniqueConstraint(fields=["order_line"], name="invoiceline_order_line_once"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="invoiceline_quantity_positive"),
+            models.CheckConstraint(condition=Q(unit_price__gte=0) & Q(net_amount__gte=0), name="invoiceline_amounts_nonneg"),
+        ]
+
+    def __str__(self):
+        return f"{self.invoice} #{self.position}"
+
+    def save(self, *args, **kwargs):
+        if self.invoice.status != InvoiceStatus.DRAFT:
+            raise ValueError(f"Invoice {self.invoice} is issued; its lines cannot change.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.invoice.status != InvoiceStatus.DRAFT:
+            raise ValueError(f"Invoice {self.invoice} is issued; its lines cannot change.")
+        return super().delete(*args, **kwargs)
+
+    @property
+    def tax_amount(self):
+        return quantize(self.net_amount * self.tax_percent / HUNDRED, self.invoice.currency)
+
+    @property
+    def gross_amount(self):
+        return self.net_amount + self.tax_amount

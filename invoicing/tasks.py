@@ -1,0 +1,35 @@
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+from . import services
+from .models import Invoice, PdfStatus
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, default_retry_delay=30, time_limit=120, soft_time_limit=100)
+def invoice_render_pdf(self, invoice_id: int) -> None:
+    """Render an issued invoice's PDF; retried on failure, marked failed after the last try."""
+    try:
+        services.invoice_render_pdf(invoice_id=invoice_id)
+    except Exception as exc:
+        log.exception("PDF rendering failed for invoice %s", invoice_id)
+        if self.request.retries >= self.max_retries:
+            services.invoice_mark_pdf_failed(invoice_id=invoice_id, error=str(exc))
+            return
+        raise self.retry(exc=exc) from exc
+
+
+@shared_task
+def invoice_sweep_pending_pdfs(older_than_minutes: int = 10, batch: int = 500) -> int:
+    """Re-enqueue PDFs a lost message left pending."""
+    cutoff = timezone.now() - timedelta(minutes=older_than_minutes)
+    ids = list(
+        Invoice.objects.filter(pdf_status=PdfStatus.PENDING, updated_at__lt=cutoff).values_list("pk", flat=True)[:batch]
+    )
+    for pk in ids:
+        invoice_render_pdf.delay(pk)
+    return len(ids)

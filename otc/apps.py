@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class OtcConfig(AppConfig):
+    name = "otc"
+    verbose_name = "OTC"

@@ -1,0 +1,71 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+
+from billing.models import MONEY, Customer, PaymentMethod
+from invoicing.models import Invoice
+
+
+class PaymentSource(models.TextChoices):
+    """Where the payment was recorded from."""
+
+    UI = "ui", "Browser"
+    API = "api", "API"
+    BANK_IMPORT = "bank_import", "Bank import"
+    GATEWAY = "gateway", "Payment gateway"
+
+
+class Payment(models.Model):
+    number = models.CharField(max_length=30, unique=True, blank=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payments")
+    method = models.CharField(max_length=30, choices=PaymentMethod.choices)
+    method_accepted = models.BooleanField(default=True, help_text="False when the terms do not list this method.")
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    received_on = models.DateField()
+    reference = models.CharField(max_length=140, blank=True, help_text="Bank or gateway reference, remittance text.")
+    source = models.CharField(max_length=20, choices=PaymentSource.choices, default=PaymentSource.UI)
+    allocated_amount = models.DecimalField(**MONEY, default=Decimal("0"))
+    refunded_amount = models.DecimalField(**MONEY, default=Decimal("0"))
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_on", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(condition=Q(allocated_amount__gte=0) & Q(refunded_amount__gte=0), name="payment_used_nonneg"),
+            models.CheckConstraint(
+                condition=Q(allocated_amount__lte=F("amount") - F("refunded_amount")),
+                name="payment_allocated_plus_refunded_within_amount",
+            ),
+        ]
+        indexes = [models.Index(fields=["customer", "received_on"])]
+
+    def __str__(self):
+        return self.number or f"Payment #{self.pk}"
+
+    def get_absolute_url(self):
+        return reverse("payment-detail", args=[self.pk])
+
+    @property
+    def unallocated_amount(self) -> Decimal:
+        return self.amount - self.allocated_amount - self.refunded_amount
+
+
+class Allocation(models.Model):
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
+    amount = models.DecimalField(**MONEY)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive")]
+
+    def __str__(self):
+        return f"{self.payment} -> {self.invoice}: {self.amount}"

@@ -1,0 +1,52 @@
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from invoicing import services as invoicing
+from orders import services as orders
+from tests.factories import CustomerFactory, ProductFactory, TaxRateFactory, UserFactory
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory(username="finance", is_superuser=True)
+
+
+@pytest.fixture
+def customer(db):
+    return CustomerFactory()
+
+
+@pytest.fixture
+def products(db):
+    standard = TaxRateFactory(name="Standard 20%", rate=Decimal("20.00"))
+    reduced = TaxRateFactory(name="Reduced 5.5%", rate=Decimal("5.50"), category="reduced")
+    return [
+        ProductFactory(sku="CHAIR", name="Office chair", unit_price=Decimal("149.90"), tax_rate=standard),
+        ProductFactory(sku="BOOK", name="Accounting handbook", unit_price=Decimal("32.50"), tax_rate=reduced),
+    ]
+
+
+@pytest.fixture
+def make_fulfilled_order(user, products):
+    """An order of 2 chairs and 3 books, confirmed and fulfilled: net 397.30, tax 65.33."""
+
+    def make(customer, lines=None, **kwargs):
+        spec = lines or [{"product": products[0], "quantity": Decimal("2")},
+                         {"product": products[1], "quantity": Decimal("3")}]
+        order = orders.order_create(customer=customer, lines=spec, actor=user, **kwargs)
+        orders.order_confirm(order=order, actor=user)
+        return orders.order_fulfill(order=order, actor=user)
+
+    return make
+
+
+@pytest.fixture
+def make_issued_invoice(user, make_fulfilled_order):
+    def make(customer, issue_date: date | None = None, **kwargs):
+        order = make_fulfilled_order(customer, **kwargs)
+        draft = invoicing.invoice_create_from_orders(orders=[order], actor=user)
+        return invoicing.invoice_issue(invoice=draft, actor=user, issue_date=issue_date)
+
+    return make
