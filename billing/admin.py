@@ -12,8 +12,16 @@ class TaxRateAdmin(admin.ModelAdmin):
 
 @admin.register(PaymentTerms)
 class PaymentTermsAdmin(admin.ModelAdmin):
-    list_display = ["name", "due_days", "discount_percent", "discount_days", "grace_days", "annual_interest_rate",
-                    "fixed_fee", "penalty_cap_percent"]
+    list_display = [
+        "name",
+        "due_days",
+        "discount_percent",
+        "discount_days",
+        "grace_days",
+        "annual_interest_rate",
+        "fixed_fee",
+        "penalty_cap_percent",
+    ]
     search_fields = ["name"]
     readonly_fields = ["printed_text"]
 
@@ -29,8 +37,17 @@ class ContactInline(admin.TabularInline):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "email", "currency", "payment_terms", "billing_method", "billing_cycle",
-                    "credit_limit", "on_hold"]
+    list_display = [
+        "code",
+        "name",
+        "email",
+        "currency",
+        "payment_terms",
+        "billing_method",
+        "billing_cycle",
+        "credit_limit",
+        "on_hold",
+    ]
     list_filter = ["billing_method", "billing_cycle", "on_hold", "currency"]
     search_fields = ["code", "name", "legal_name", "tax_id", "email"]
     list_select_related = ["payment_terms"]
@@ -43,8 +60,12 @@ class CustomerAdmin(admin.ModelAdmin):
         if not obj.code:
             obj.code = f"C{obj.pk:05d}"
             obj.save(update_fields=["code"])
-        audit_record(actor=request.user, action="customer.updated" if change else "customer.created", obj=obj,
-                     changes={"fields": form.changed_data})
+        audit_record(
+            actor=request.user,
+            action="customer.updated" if change else "customer.created",
+            obj=obj,
+            changes={"fields": form.changed_data},
+        )
 
 
 @admin.register(AuditEvent)

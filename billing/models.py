@@ -45,7 +45,8 @@ class TaxRate(models.Model):
     rate = models.DecimalField(**PERCENT, help_text="Percent: 20.00 means 20 %.")
     category = models.CharField(max_length=20, choices=TaxCategory.choices, default=TaxCategory.STANDARD)
     legal_note = models.CharField(
-        max_length=255, blank=True,
+        max_length=255,
+        blank=True,
         help_text="Printed on invoices for exempt or reverse-charge lines (e.g. 'Reverse charge: Art. 196 VAT Directive').",
     )
     active = models.BooleanField(default=True)
@@ -81,10 +82,15 @@ class PaymentTerms(models.Model):
     payment_cycle = models.CharField(max_length=20, choices=PaymentCycle.choices, default=PaymentCycle.PER_INVOICE)
     accepted_methods = models.JSONField(default=all_methods, help_text="Payment method codes the customer may use.")
     grace_days = models.PositiveIntegerField(default=0, help_text="Days after the due date before penalties apply.")
-    annual_interest_rate = models.DecimalField(**PERCENT, default=Decimal("0"), help_text="Simple interest, actual/365.")
+    annual_interest_rate = models.DecimalField(
+        **PERCENT, default=Decimal("0"), help_text="Simple interest, actual/365."
+    )
     fixed_fee = models.DecimalField(**MONEY, default=Decimal("0"), help_text="Charged once per overdue invoice.")
     penalty_cap_percent = models.DecimalField(
-        max_digits=5, decimal_places=2, null=True, blank=True,
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Total penalties never exceed this percent of the invoice. Empty means uncapped.",
     )
@@ -93,11 +99,14 @@ class PaymentTerms(models.Model):
         ordering = ["name"]
         verbose_name_plural = "payment terms"
         constraints = [
-            models.CheckConstraint(condition=Q(discount_percent__gte=0) & Q(discount_percent__lte=100), name="terms_discount_0_100"),
+            models.CheckConstraint(
+                condition=Q(discount_percent__gte=0) & Q(discount_percent__lte=100), name="terms_discount_0_100"
+            ),
             models.CheckConstraint(condition=Q(annual_interest_rate__gte=0), name="terms_interest_nonneg"),
             models.CheckConstraint(condition=Q(fixed_fee__gte=0), name="terms_fee_nonneg"),
             models.CheckConstraint(
-                condition=Q(penalty_cap_percent__isnull=True) | (Q(penalty_cap_percent__gte=0) & Q(penalty_cap_percent__lte=100)),
+                condition=Q(penalty_cap_percent__isnull=True)
+                | (Q(penalty_cap_percent__gte=0) & Q(penalty_cap_percent__lte=100)),
                 name="terms_cap_0_100",
             ),
         ]
@@ -107,20 +116,30 @@ class PaymentTerms(models.Model):
 
     def text(self, currency: str = "") -> str:
         return terms_math.terms_text(
-            due_days=self.due_days, end_of_month=self.end_of_month,
-            discount_percent=self.discount_percent, discount_days=self.discount_days,
-            accepted_methods=self.accepted_methods, grace_days=self.grace_days,
-            annual_interest_rate=self.annual_interest_rate, fixed_fee=self.fixed_fee,
-            penalty_cap_percent=self.penalty_cap_percent, currency=currency,
+            due_days=self.due_days,
+            end_of_month=self.end_of_month,
+            discount_percent=self.discount_percent,
+            discount_days=self.discount_days,
+            accepted_methods=self.accepted_methods,
+            grace_days=self.grace_days,
+            annual_interest_rate=self.annual_interest_rate,
+            fixed_fee=self.fixed_fee,
+            penalty_cap_percent=self.penalty_cap_percent,
+            currency=currency,
         )
 
     def snapshot(self, currency: str = "") -> dict:
         """The terms as frozen onto an invoice at issue."""
         return {
-            "name": self.name, "due_days": self.due_days, "end_of_month": self.end_of_month,
-            "discount_percent": str(self.discount_percent), "discount_days": self.discount_days,
-            "payment_cycle": self.payment_cycle, "accepted_methods": list(self.accepted_methods),
-            "grace_days": self.grace_days, "annual_interest_rate": str(self.annual_interest_rate),
+            "name": self.name,
+            "due_days": self.due_days,
+            "end_of_month": self.end_of_month,
+            "discount_percent": str(self.discount_percent),
+            "discount_days": self.discount_days,
+            "payment_cycle": self.payment_cycle,
+            "accepted_methods": list(self.accepted_methods),
+            "grace_days": self.grace_days,
+            "annual_interest_rate": str(self.annual_interest_rate),
             "fixed_fee": str(self.fixed_fee),
             "penalty_cap_percent": None if self.penalty_cap_percent is None else str(self.penalty_cap_percent),
             "text": self.text(currency),
@@ -169,7 +188,9 @@ class Customer(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=Q(credit_limit__isnull=True) | Q(credit_limit__gte=0), name="customer_credit_limit_nonneg"),
+            models.CheckConstraint(
+                condition=Q(credit_limit__isnull=True) | Q(credit_limit__gte=0), name="customer_credit_limit_nonneg"
+            ),
             models.CheckConstraint(condition=~Q(on_hold=True, on_hold_reason=""), name="customer_hold_has_reason"),
         ]
         indexes = [models.Index(fields=["email"])]
@@ -183,16 +204,25 @@ class Customer(models.Model):
     @property
     def billing_address_lines(self) -> list[str]:
         city = " ".join(p for p in [self.billing_postal_code, self.billing_city] if p)
-        return [p for p in [self.billing_line1, self.billing_line2, city, self.billing_region, self.billing_country] if p]
+        return [
+            p for p in [self.billing_line1, self.billing_line2, city, self.billing_region, self.billing_country] if p
+        ]
 
     def snapshot(self) -> dict:
         """The customer's details as frozen onto an invoice at issue."""
         return {
-            "code": self.code, "name": self.name, "legal_name": self.legal_name or self.name,
-            "tax_id": self.tax_id, "email": self.email, "phone": self.phone,
+            "code": self.code,
+            "name": self.name,
+            "legal_name": self.legal_name or self.name,
+            "tax_id": self.tax_id,
+            "email": self.email,
+            "phone": self.phone,
             "address": {
-                "line1": self.billing_line1, "line2": self.billing_line2, "city": self.billing_city,
-                "postal_code": self.billing_postal_code, "region": self.billing_region,
+                "line1": self.billing_line1,
+                "line2": self.billing_line2,
+                "city": self.billing_city,
+                "postal_code": self.billing_postal_code,
+                "region": self.billing_region,
                 "country": self.billing_country,
             },
             "address_lines": self.billing_address_lines,
@@ -221,7 +251,9 @@ class Contact(models.Model):
 class AuditEvent(models.Model):
     """Who changed what, when. Written by services for every state change."""
 
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     action = models.CharField(max_length=80)
     content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
     object_id = models.PositiveBigIntegerField()

@@ -64,11 +64,19 @@ def totals(lines: Iterable[TaxableLine], currency: str = "EUR") -> Totals:
         key = (Decimal(line.rate), line.category)
         groups[key] = groups.get(key, ZERO) + Decimal(line.net)
     breakdown = tuple(
-        TaxBreakdown(rate=rate, category=category, taxable=quantize(taxable, currency),
-                     tax=quantize(taxable * rate / HUNDRED, currency))
+        TaxBreakdown(
+            rate=rate,
+            category=category,
+            taxable=quantize(taxable, currency),
+            tax=quantize(taxable * rate / HUNDRED, currency),
+        )
         for (rate, category), taxable in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1]))
     )
     net = sum((b.taxable for b in breakdown), ZERO)
     tax = sum((b.tax for b in breakdown), ZERO)
-    return Totals(net=quantize(net, currency), tax=quantize(tax, currency),
-                  gross=quantize(net + tax, currency), breakdown=breakdown)
+    return Totals(
+        net=quantize(net, currency),
+        tax=quantize(tax, currency),
+        gross=quantize(net + tax, currency),
+        breakdown=breakdown,
+    )

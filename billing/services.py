@@ -10,8 +10,12 @@ def audit_record(*, actor, action: str, obj, changes: dict[str, Any] | None = No
     """Write one audit row: who did `action` to `obj`, with the fields that changed."""
     user = actor if getattr(actor, "is_authenticated", False) else None
     return AuditEvent.objects.create(
-        actor=user, action=action, content_type=ContentType.objects.get_for_model(type(obj)),
-        object_id=obj.pk, object_repr=str(obj)[:200], changes=changes or {},
+        actor=user,
+        action=action,
+        content_type=ContentType.objects.get_for_model(type(obj)),
+        object_id=obj.pk,
+        object_repr=str(obj)[:200],
+        changes=changes or {},
     )
 
 

@@ -55,8 +55,11 @@ def terms_text(
     currency: str = "",
 ) -> str:
     """The human text printed on the invoice, generated from the terms' fields."""
-    parts = ["Due on receipt." if due_days == 0 and not end_of_month else
-             f"Net {due_days}{' end of month' if end_of_month else ''}."]
+    parts = [
+        "Due on receipt."
+        if due_days == 0 and not end_of_month
+        else f"Net {due_days}{' end of month' if end_of_month else ''}."
+    ]
     if discount_percent and Decimal(discount_percent) > 0:
         parts.append(f"{_num(discount_percent)}% discount if paid within {discount_days} days.")
     if accepted_methods:

@@ -11,8 +11,16 @@ class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     extra = 0
     can_delete = False
-    fields = ["position", "order_number", "description", "quantity", "unit_price", "discount_percent", "tax_percent",
-              "net_amount"]
+    fields = [
+        "position",
+        "order_number",
+        "description",
+        "quantity",
+        "unit_price",
+        "discount_percent",
+        "tax_percent",
+        "net_amount",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -21,8 +29,17 @@ class InvoiceLineInline(admin.TabularInline):
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "kind", "customer", "issue_date", "due_date", "status", "gross_total", "amount_paid",
-                    "pdf_status"]
+    list_display = [
+        "__str__",
+        "kind",
+        "customer",
+        "issue_date",
+        "due_date",
+        "status",
+        "gross_total",
+        "amount_paid",
+        "pdf_status",
+    ]
     list_filter = ["kind", "status", "pdf_status", "currency"]
     search_fields = ["number", "customer__name", "customer__code"]
     list_select_related = ["customer"]

@@ -7,8 +7,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
-from billing.money import HUNDRED, quantize
 from billing.models import MONEY, Customer
+from billing.money import HUNDRED, quantize
 from orders.models import QUANTITY, OrderLine
 
 
@@ -60,8 +60,19 @@ class NumberSequence(models.Model):
 
 
 # Fields that may change after issue; everything else is the frozen document.
-MUTABLE_AFTER_ISSUE = {"status", "amount_paid", "pdf", "pdf_status", "pdf_sha256", "pdf_error", "pdf_attempts",
-                       "pdf_rendered_at", "voided_at", "void_reason", "updated_at"}
+MUTABLE_AFTER_ISSUE = {
+    "status",
+    "amount_paid",
+    "pdf",
+    "pdf_status",
+    "pdf_sha256",
+    "pdf_error",
+    "pdf_attempts",
+    "pdf_rendered_at",
+    "voided_at",
+    "void_reason",
+    "updated_at",
+}
 
 
 class Invoice(models.Model):
@@ -92,7 +103,9 @@ class Invoice(models.Model):
     pdf_attempts = models.PositiveIntegerField(default=0)
     pdf_rendered_at = models.DateTimeField(null=True, blank=True)
     issued_at = models.DateTimeField(null=True, blank=True)
-    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -102,16 +115,23 @@ class Invoice(models.Model):
         ordering = ["-issue_date", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(net_total__gte=0) & Q(tax_total__gte=0), name="invoice_totals_nonneg"),
-            models.CheckConstraint(condition=Q(gross_total=F("net_total") + F("tax_total")), name="invoice_gross_is_net_plus_tax"),
-            models.CheckConstraint(condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=F("gross_total")), name="invoice_paid_within_total"),
             models.CheckConstraint(
-                condition=Q(status__in=["draft"]) | (Q(number__isnull=False) & Q(issue_date__isnull=False) & Q(due_date__isnull=False)),
+                condition=Q(gross_total=F("net_total") + F("tax_total")), name="invoice_gross_is_net_plus_tax"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=F("gross_total")), name="invoice_paid_within_total"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["draft"])
+                | (Q(number__isnull=False) & Q(issue_date__isnull=False) & Q(due_date__isnull=False)),
                 name="invoice_issued_has_number_and_dates",
             ),
             models.CheckConstraint(
                 condition=~Q(status__in=["draft", "void"]) | Q(amount_paid=0), name="invoice_unpaid_when_draft_or_void"
             ),
-            models.UniqueConstraint(fields=["series", "sequence_year", "sequence_number"], name="invoice_sequence_unique"),
+            models.UniqueConstraint(
+                fields=["series", "sequence_year", "sequence_number"], name="invoice_sequence_unique"
+            ),
         ]
         indexes = [models.Index(fields=["customer", "status"]), models.Index(fields=["status", "due_date"])]
 
@@ -160,8 +180,11 @@ class Invoice(models.Model):
 
     def fingerprint(self) -> str:
         """SHA-256 of the document's content: header fields and every line."""
-        header = {k: str(v) for k, v in sorted(self._content().items())
-                  if k not in {"status", "content_sha256", "issued_by_id", "created_at", "issued_at"}}
+        header = {
+            k: str(v)
+            for k, v in sorted(self._content().items())
+            if k not in {"status", "content_sha256", "issued_by_id", "created_at", "issued_at"}
+        }
         lines = [
             {k: str(getattr(line, k)) for k in InvoiceLine.CONTENT_FIELDS}
             for line in self.lines.order_by("position", "id")
@@ -171,13 +194,29 @@ class Invoice(models.Model):
 
 
 class InvoiceLine(models.Model):
-    CONTENT_FIELDS = ("position", "order_line_id", "order_number", "order_date", "customer_reference", "sku",
-                      "description", "quantity", "unit", "unit_price", "discount_percent", "tax_percent",
-                      "tax_category", "tax_note", "net_amount")
+    CONTENT_FIELDS = (
+        "position",
+        "order_line_id",
+        "order_number",
+        "order_date",
+        "customer_reference",
+        "sku",
+        "description",
+        "quantity",
+        "unit",
+        "unit_price",
+        "discount_percent",
+        "tax_percent",
+        "tax_category",
+        "tax_note",
+        "net_amount",
+    )
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField(default=1)
-    order_line = models.ForeignKey(OrderLine, null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_lines")
+    order_line = models.ForeignKey(
+        OrderLine, null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_lines"
+    )
     order_number = models.CharField(max_length=30, blank=True)
     order_date = models.DateField(null=True, blank=True)
     customer_reference = models.CharField(max_length=80, blank=True)
@@ -198,7 +237,9 @@ class InvoiceLine(models.Model):
             # One invoice line per order line: an order line is never invoiced twice.
             models.UniqueConstraint(fields=["order_line"], name="invoiceline_order_line_once"),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="invoiceline_quantity_positive"),
-            models.CheckConstraint(condition=Q(unit_price__gte=0) & Q(net_amount__gte=0), name="invoiceline_amounts_nonneg"),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0) & Q(net_amount__gte=0), name="invoiceline_amounts_nonneg"
+            ),
         ]
 
     def __str__(self):

@@ -11,18 +11,24 @@ def invoice_html(invoice: Invoice) -> str:
     orders = {}
     for line in lines:
         if line.order_number and line.order_number not in orders:
-            orders[line.order_number] = {"number": line.order_number, "date": line.order_date,
-                                         "reference": line.customer_reference}
+            orders[line.order_number] = {
+                "number": line.order_number,
+                "date": line.order_date,
+                "reference": line.customer_reference,
+            }
     notes = sorted({line.tax_note for line in lines if line.tax_note})
-    return render_to_string("invoicing/pdf/invoice.html", {
-        "invoice": invoice,
-        "lines": lines,
-        "orders": list(orders.values()),
-        "seller": invoice.seller_snapshot or settings.OTC_COMPANY,
-        "customer": invoice.customer_snapshot,
-        "terms": invoice.terms_snapshot,
-        "tax_notes": notes,
-    })
+    return render_to_string(
+        "invoicing/pdf/invoice.html",
+        {
+            "invoice": invoice,
+            "lines": lines,
+            "orders": list(orders.values()),
+            "seller": invoice.seller_snapshot or settings.OTC_COMPANY,
+            "customer": invoice.customer_snapshot,
+            "terms": invoice.terms_snapshot,
+            "tax_notes": notes,
+        },
+    )
 
 
 def render_invoice_pdf(invoice: Invoice) -> bytes:

@@ -59,28 +59,46 @@ def invoice_create_from_orders(*, orders: list[Order], actor=None) -> Invoice:
                 details={"status": order.status},
             )
     first = locked[0]
-    invoice = Invoice.objects.create(kind=InvoiceKind.INVOICE, series="INV", customer_id=first.customer_id,
-                                     currency=first.currency)
+    invoice = Invoice.objects.create(
+        kind=InvoiceKind.INVOICE, series="INV", customer_id=first.customer_id, currency=first.currency
+    )
     lines: list[InvoiceLine] = []
     notes = {}
     for order in locked:
         for ol in order.lines.select_related("tax_rate", "product").order_by("position", "id"):
             if ol.tax_rate.legal_note:
                 notes[ol.tax_category] = ol.tax_rate.legal_note
-            lines.append(InvoiceLine(
-                invoice=invoice, position=len(lines) + 1, order_line=ol, order_number=order.number,
-                order_date=order.order_date, customer_reference=order.customer_reference, sku=ol.product.sku,
-                description=ol.description, quantity=ol.quantity, unit=ol.unit, unit_price=ol.unit_price,
-                discount_percent=ol.discount_percent, tax_percent=ol.tax_percent, tax_category=ol.tax_category,
-                tax_note=ol.tax_rate.legal_note, net_amount=ol.net_amount,
-            ))
+            lines.append(
+                InvoiceLine(
+                    invoice=invoice,
+                    position=len(lines) + 1,
+                    order_line=ol,
+                    order_number=order.number,
+                    order_date=order.order_date,
+                    customer_reference=order.customer_reference,
+                    sku=ol.product.sku,
+                    description=ol.description,
+                    quantity=ol.quantity,
+                    unit=ol.unit,
+                    unit_price=ol.unit_price,
+                    discount_percent=ol.discount_percent,
+                    tax_percent=ol.tax_percent,
+                    tax_category=ol.tax_category,
+                    tax_note=ol.tax_rate.legal_note,
+                    net_amount=ol.net_amount,
+                )
+            )
     InvoiceLine.objects.bulk_create(lines)
     _recompute_totals(invoice, lines)
     invoice.save(update_fields=["net_total", "tax_total", "gross_total", "tax_breakdown"])
     for order in locked:
         order_mark_invoiced(order=order, actor=actor)
-    audit_record(actor=actor, action="invoice.drafted", obj=invoice,
-                 changes={"orders": [o.number for o in locked], "gross_total": str(invoice.gross_total)})
+    audit_record(
+        actor=actor,
+        action="invoice.drafted",
+        obj=invoice,
+        changes={"orders": [o.number for o in locked], "gross_total": str(invoice.gross_total)},
+    )
     return invoice
 
 
@@ -90,8 +108,10 @@ def invoice_issue(*, invoice: Invoice, actor=None, issue_date: date | None = Non
     The PDF is rendered by a worker once the transaction commits."""
     invoice = Invoice.objects.select_for_update().select_related("customer__payment_terms").get(pk=invoice.pk)
     if invoice.status != InvoiceStatus.DRAFT:
-        raise InvalidTransition(f"Invoice {invoice} is {invoice.get_status_display().lower()}; only drafts are issued.",
-                                details={"status": invoice.status})
+        raise InvalidTransition(
+            f"Invoice {invoice} is {invoice.get_status_display().lower()}; only drafts are issued.",
+            details={"status": invoice.status},
+        )
     if not invoice.lines.exists():
         raise ValidationFailed("An invoice needs at least one line before it is issued.")
     customer = invoice.customer
@@ -112,8 +132,12 @@ def invoice_issue(*, invoice: Invoice, actor=None, issue_date: date | None = Non
     invoice.pdf_status = PdfStatus.PENDING
     invoice.content_sha256 = invoice.fingerprint()
     invoice.save()
-    audit_record(actor=actor, action="invoice.issued", obj=invoice,
-                 changes={"number": invoice.number, "gross_total": str(invoice.gross_total)})
+    audit_record(
+        actor=actor,
+        action="invoice.issued",
+        obj=invoice,
+        changes={"number": invoice.number, "gross_total": str(invoice.gross_total)},
+    )
     from .tasks import invoice_render_pdf
 
     transaction.on_commit(lambda: invoice_render_pdf.delay(invoice.pk))
@@ -149,7 +173,9 @@ def invoice_set_amount_paid(*, invoice: Invoice, amount_paid: Decimal, actor=Non
     """Record what has been paid on an invoice the caller holds locked; the status follows the
     balance, and orders whose invoices are all paid are closed."""
     if invoice.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PAID):
-        raise InvalidTransition(f"Invoice {invoice} is {invoice.get_status_display().lower()}; it cannot take payments.")
+        raise InvalidTransition(
+            f"Invoice {invoice} is {invoice.get_status_display().lower()}; it cannot take payments."
+        )
     if amount_paid < 0 or amount_paid > invoice.gross_total:
         raise ValidationFailed(f"Invoice {invoice} totals {invoice.gross_total}; {amount_paid} cannot be paid on it.")
     invoice.amount_paid = amount_paid
@@ -168,9 +194,11 @@ def invoice_set_amount_paid(*, invoice: Invoice, amount_paid: Decimal, actor=Non
 def _close_paid_orders(invoice: Invoice, actor) -> None:
     orders = Order.objects.filter(lines__invoice_lines__invoice=invoice, status=OrderStatus.INVOICED).distinct()
     for order in orders.order_by("pk"):
-        unpaid = Invoice.objects.filter(lines__order_line__order=order).exclude(
-            status__in=[InvoiceStatus.PAID, InvoiceStatus.VOID]
-        ).exclude(pk=invoice.pk)
+        unpaid = (
+            Invoice.objects.filter(lines__order_line__order=order)
+            .exclude(status__in=[InvoiceStatus.PAID, InvoiceStatus.VOID])
+            .exclude(pk=invoice.pk)
+        )
         if not unpaid.exists():
             order_close(order=order, actor=actor)
 
@@ -197,8 +225,17 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
         invoice.pdf_error = ""
         invoice.pdf_attempts += 1
         invoice.pdf_rendered_at = timezone.now()
-        invoice.save(update_fields=["pdf", "pdf_sha256", "pdf_status", "pdf_error", "pdf_attempts",
-                                    "pdf_rendered_at", "updated_at"])
+        invoice.save(
+            update_fields=[
+                "pdf",
+                "pdf_sha256",
+                "pdf_status",
+                "pdf_error",
+                "pdf_attempts",
+                "pdf_rendered_at",
+                "updated_at",
+            ]
+        )
     return invoice
 
 

@@ -16,8 +16,16 @@ class ProductAdmin(admin.ModelAdmin):
 class OrderLineInline(admin.TabularInline):
     model = OrderLine
     extra = 0
-    fields = ["position", "product", "description", "quantity", "unit_price", "discount_percent", "tax_percent",
-              "net_amount"]
+    fields = [
+        "position",
+        "product",
+        "description",
+        "quantity",
+        "unit_price",
+        "discount_percent",
+        "tax_percent",
+        "net_amount",
+    ]
     readonly_fields = fields
     can_delete = False
 
@@ -54,8 +62,19 @@ class OrderAdmin(admin.ModelAdmin):
     search_fields = ["number", "customer__name", "customer_reference"]
     list_select_related = ["customer"]
     date_hierarchy = "order_date"
-    readonly_fields = ["number", "status", "net_total", "tax_total", "gross_total", "entry_started_at", "confirmed_at",
-                       "fulfilled_at", "created_by", "created_at", "currency"]
+    readonly_fields = [
+        "number",
+        "status",
+        "net_total",
+        "tax_total",
+        "gross_total",
+        "entry_started_at",
+        "confirmed_at",
+        "fulfilled_at",
+        "created_by",
+        "created_at",
+        "currency",
+    ]
     inlines = [OrderLineInline, OrderEventInline]
     actions = ["confirm", "fulfill", "cancel"]
 

@@ -72,14 +72,19 @@ class Order(models.Model):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     fulfilled_at = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-order_date", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(net_total__gte=0) & Q(tax_total__gte=0), name="order_totals_nonneg"),
-            models.CheckConstraint(condition=Q(gross_total=models.F("net_total") + models.F("tax_total")), name="order_gross_is_net_plus_tax"),
+            models.CheckConstraint(
+                condition=Q(gross_total=models.F("net_total") + models.F("tax_total")),
+                name="order_gross_is_net_plus_tax",
+            ),
         ]
         indexes = [models.Index(fields=["customer", "status"])]
 
@@ -109,7 +114,9 @@ class OrderLine(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(quantity__gt=0), name="orderline_quantity_positive"),
             models.CheckConstraint(condition=Q(unit_price__gte=0), name="orderline_price_nonneg"),
-            models.CheckConstraint(condition=Q(discount_percent__gte=0) & Q(discount_percent__lte=100), name="orderline_discount_0_100"),
+            models.CheckConstraint(
+                condition=Q(discount_percent__gte=0) & Q(discount_percent__lte=100), name="orderline_discount_0_100"
+            ),
             models.CheckConstraint(condition=Q(net_amount__gte=0), name="orderline_net_nonneg"),
         ]
 
@@ -123,7 +130,9 @@ class OrderEvent(models.Model):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     note = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

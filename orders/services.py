@@ -44,20 +44,31 @@ def _recompute_totals(order: Order, lines: Iterable[OrderLine]) -> None:
 def _build_line(order: Order, position: int, spec: dict) -> OrderLine:
     product: Product = spec["product"]
     if not product.active:
-        raise ValidationFailed(f"Product {product.sku} is inactive and cannot be ordered.",
-                               details={"lines": [f"Product {product.sku} is inactive."]})
+        raise ValidationFailed(
+            f"Product {product.sku} is inactive and cannot be ordered.",
+            details={"lines": [f"Product {product.sku} is inactive."]},
+        )
     quantity = Decimal(spec["quantity"])
     if quantity <= 0:
-        raise ValidationFailed("Quantity must be greater than zero.", details={"lines": ["Quantity must be greater than zero."]})
+        raise ValidationFailed(
+            "Quantity must be greater than zero.", details={"lines": ["Quantity must be greater than zero."]}
+        )
     unit_price = spec.get("unit_price")
     unit_price = product.unit_price if unit_price is None else Decimal(unit_price)
     discount = Decimal(spec.get("discount_percent") or 0)
     tax_rate = product.tax_rate
     return OrderLine(
-        order=order, position=position, product=product,
+        order=order,
+        position=position,
+        product=product,
         description=spec.get("description") or product.name,
-        quantity=quantity, unit=product.unit, unit_price=unit_price, discount_percent=discount,
-        tax_rate=tax_rate, tax_percent=tax_rate.rate, tax_category=tax_rate.category,
+        quantity=quantity,
+        unit=product.unit,
+        unit_price=unit_price,
+        discount_percent=discount,
+        tax_rate=tax_rate,
+        tax_percent=tax_rate.rate,
+        tax_category=tax_rate.category,
         net_amount=money.line_net(quantity, unit_price, discount, order.currency),
     )
 
@@ -78,9 +89,14 @@ def order_create(
     if not lines:
         raise ValidationFailed("An order needs at least one line.", details={"lines": ["Add at least one line."]})
     order = Order.objects.create(
-        customer=customer, customer_reference=customer_reference, order_date=order_date or timezone.localdate(),
-        currency=customer.currency, channel=channel, entry_started_at=entry_started_at or timezone.now(),
-        notes=notes, created_by=_user(actor),
+        customer=customer,
+        customer_reference=customer_reference,
+        order_date=order_date or timezone.localdate(),
+        currency=customer.currency,
+        channel=channel,
+        entry_started_at=entry_started_at or timezone.now(),
+        notes=notes,
+        created_by=_user(actor),
     )
     order.number = f"SO-{order.pk:06d}"
     built = [_build_line(order, i, spec) for i, spec in enumerate(lines, start=1)]
@@ -106,8 +122,11 @@ def order_confirm(*, order: Order, actor=None) -> Order:
                     f"Credit limit exceeded: limit {customer.credit_limit}, current exposure {exposure}, "
                     f"this order {order.gross_total} {order.currency}.",
                     code="credit_limit_exceeded",
-                    details={"credit_limit": str(customer.credit_limit), "exposure": str(exposure),
-                             "order_total": str(order.gross_total)},
+                    details={
+                        "credit_limit": str(customer.credit_limit),
+                        "exposure": str(exposure),
+                        "order_total": str(order.gross_total),
+                    },
                 )
     _transition(order, OrderStatus.CONFIRMED, actor=actor)
     order.confirmed_at = timezone.now()

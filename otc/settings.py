@@ -222,9 +222,7 @@ OTC_COMPANY = {
     "name": env("OTC_COMPANY_NAME", default="OTC Demo Trading Ltd"),
     "legal_name": env("OTC_COMPANY_LEGAL_NAME", default="OTC Demo Trading Ltd"),
     "tax_id": env("OTC_COMPANY_TAX_ID", default="FR40303265045"),
-    "address": env.list(
-        "OTC_COMPANY_ADDRESS", default=["12 Rue de la Paix", "75002 Paris", "France"]
-    ),
+    "address": env.list("OTC_COMPANY_ADDRESS", default=["12 Rue de la Paix", "75002 Paris", "France"]),
     "country": env("OTC_COMPANY_COUNTRY", default="FR"),
     "email": env("OTC_COMPANY_EMAIL", default="billing@otc.example"),
     "phone": env("OTC_COMPANY_PHONE", default="+33 1 23 45 67 89"),

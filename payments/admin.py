@@ -32,8 +32,13 @@ class PaymentAddForm(forms.ModelForm):
             return data
         try:
             self.recorded = services.payment_record(
-                customer=data["customer"], method=data["method"], amount=data["amount"], currency=data["currency"],
-                received_on=data["received_on"], reference=data.get("reference", ""), actor=self.request_user,
+                customer=data["customer"],
+                method=data["method"],
+                amount=data["amount"],
+                currency=data["currency"],
+                received_on=data["received_on"],
+                reference=data.get("reference", ""),
+                actor=self.request_user,
             )
         except DomainError as exc:
             raise ValidationError(exc.message) from exc
@@ -42,8 +47,17 @@ class PaymentAddForm(forms.ModelForm):
 
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
-    list_display = ["number", "customer", "method", "amount", "currency", "received_on", "allocated_amount",
-                    "method_accepted", "source"]
+    list_display = [
+        "number",
+        "customer",
+        "method",
+        "amount",
+        "currency",
+        "received_on",
+        "allocated_amount",
+        "method_accepted",
+        "source",
+    ]
     list_filter = ["method", "source", "currency", "method_accepted"]
     search_fields = ["number", "reference", "customer__name"]
     list_select_related = ["customer"]

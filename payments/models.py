@@ -30,14 +30,18 @@ class Payment(models.Model):
     source = models.CharField(max_length=20, choices=PaymentSource.choices, default=PaymentSource.UI)
     allocated_amount = models.DecimalField(**MONEY, default=Decimal("0"))
     refunded_amount = models.DecimalField(**MONEY, default=Decimal("0"))
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-received_on", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
-            models.CheckConstraint(condition=Q(allocated_amount__gte=0) & Q(refunded_amount__gte=0), name="payment_used_nonneg"),
+            models.CheckConstraint(
+                condition=Q(allocated_amount__gte=0) & Q(refunded_amount__gte=0), name="payment_used_nonneg"
+            ),
             models.CheckConstraint(
                 condition=Q(allocated_amount__lte=F("amount") - F("refunded_amount")),
                 name="payment_allocated_plus_refunded_within_amount",
@@ -60,7 +64,9 @@ class Allocation(models.Model):
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
     amount = models.DecimalField(**MONEY)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -31,9 +31,7 @@ def _plan_oldest_first(payment: Payment, invoices: list[Invoice]) -> list[tuple[
     return plan
 
 
-def payment_allocate(
-    *, payment: Payment, allocations: list[dict] | None = None, actor=None
-) -> list[Allocation]:
+def payment_allocate(*, payment: Payment, allocations: list[dict] | None = None, actor=None) -> list[Allocation]:
     """Allocate a payment to invoices: explicitly (`[{"invoice": Invoice, "amount": Decimal}]`)
     or, when none are given, to the customer's open invoices oldest due first. Locks the payment,
     then the invoices by primary key, and re-reads balances under the lock; refuses any
@@ -45,8 +43,11 @@ def payment_allocate(
             locked = {i.pk: i for i in Invoice.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
             plan = [(locked[a["invoice"].pk], Decimal(a["amount"])) for a in allocations]
         else:
-            open_ids = list(Invoice.objects.filter(customer_id=payment.customer_id, status__in=OPEN_STATUSES,
-                                                   currency=payment.currency).values_list("pk", flat=True))
+            open_ids = list(
+                Invoice.objects.filter(
+                    customer_id=payment.customer_id, status__in=OPEN_STATUSES, currency=payment.currency
+                ).values_list("pk", flat=True)
+            )
             locked = {i.pk: i for i in Invoice.objects.select_for_update().filter(pk__in=open_ids).order_by("pk")}
             plan = _plan_oldest_first(payment, [i for i in locked.values() if i.status in OPEN_STATUSES])
         errors = []
@@ -67,7 +68,9 @@ def payment_allocate(
                 errors.append(f"Allocation of {amount} to {invoice} exceeds its balance of {invoice.balance}.")
         total = sum(wanted.values(), Decimal("0"))
         if total > payment.unallocated_amount:
-            errors.append(f"Allocations total {total} but only {payment.unallocated_amount} of payment {payment} is unallocated.")
+            errors.append(
+                f"Allocations total {total} but only {payment.unallocated_amount} of payment {payment} is unallocated."
+            )
         if errors:
             raise ValidationFailed(" ".join(errors), code="over_allocation", details={"allocations": errors})
         created = [
@@ -80,8 +83,12 @@ def payment_allocate(
         payment.allocated_amount += total
         payment.save(update_fields=["allocated_amount"])
         if created:
-            audit_record(actor=actor, action="payment.allocated", obj=payment,
-                         changes={str(a.invoice): str(a.amount) for a in created})
+            audit_record(
+                actor=actor,
+                action="payment.allocated",
+                obj=payment,
+                changes={str(a.invoice): str(a.amount) for a in created},
+            )
         return created
 
 
@@ -103,20 +110,32 @@ def payment_record(
     saves no payment."""
     amount = Decimal(amount)
     if amount <= 0:
-        raise ValidationFailed("The amount must be greater than zero.", details={"amount": ["Must be greater than zero."]})
+        raise ValidationFailed(
+            "The amount must be greater than zero.", details={"amount": ["Must be greater than zero."]}
+        )
     if method not in PaymentMethod.values:
         raise ValidationFailed(f"Unknown payment method {method!r}.", details={"method": ["Unknown payment method."]})
     accepted = method in (customer.payment_terms.accepted_methods or [])
     with transaction.atomic():
         payment = Payment.objects.create(
-            customer=customer, method=method, method_accepted=accepted, amount=amount, currency=currency,
-            received_on=received_on or timezone.localdate(), reference=reference, source=source,
+            customer=customer,
+            method=method,
+            method_accepted=accepted,
+            amount=amount,
+            currency=currency,
+            received_on=received_on or timezone.localdate(),
+            reference=reference,
+            source=source,
             created_by=_user(actor),
         )
         payment.number = f"PAY-{payment.pk:06d}"
         payment.save(update_fields=["number"])
-        audit_record(actor=actor, action="payment.recorded", obj=payment,
-                     changes={"amount": str(amount), "method": method, "method_accepted": accepted})
+        audit_record(
+            actor=actor,
+            action="payment.recorded",
+            obj=payment,
+            changes={"amount": str(amount), "method": method, "method_accepted": accepted},
+        )
         if allocations or auto_allocate:
             payment_allocate(payment=payment, allocations=allocations, actor=actor)
         payment.refresh_from_db()

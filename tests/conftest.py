@@ -30,11 +30,13 @@ def products(db):
 
 @pytest.fixture
 def make_fulfilled_order(user, products):
-    """An order of 2 chairs and 3 books, confirmed and fulfilled: net 397.30, tax 65.33."""
+    """An order of 2 chairs and 3 books, confirmed and fulfilled: net 397.30, tax 65.32, gross 462.62."""
 
     def make(customer, lines=None, **kwargs):
-        spec = lines or [{"product": products[0], "quantity": Decimal("2")},
-                         {"product": products[1], "quantity": Decimal("3")}]
+        spec = lines or [
+            {"product": products[0], "quantity": Decimal("2")},
+            {"product": products[1], "quantity": Decimal("3")},
+        ]
         order = orders.order_create(customer=customer, lines=spec, actor=user, **kwargs)
         orders.order_confirm(order=order, actor=user)
         return orders.order_fulfill(order=order, actor=user)
