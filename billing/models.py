@@ -47,7 +47,7 @@ class TaxRate(models.Model):
     legal_note = models.CharField(
         max_length=255,
         blank=True,
-        help_text="Printed on invoices for exempt or reverse-charge lines (e.g. 'Reverse charge: Art. 196 VAT Directive').",
+        help_text="Printed on invoices for exempt or reverse-charge lines (e.g. 'Reverse charge, Art. 196').",
     )
     active = models.BooleanField(default=True)
 
