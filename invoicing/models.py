@@ -122,7 +122,7 @@ class Invoice(models.Model):
                 condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=F("gross_total")), name="invoice_paid_within_total"
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["draft"])
+                condition=Q(status__in=["draft", "void"])
                 | (Q(number__isnull=False) & Q(issue_date__isnull=False) & Q(due_date__isnull=False)),
                 name="invoice_issued_has_number_and_dates",
             ),
@@ -141,7 +141,7 @@ class Invoice(models.Model):
     def save(self, *args, **kwargs):
         self._guard_frozen(kwargs.get("update_fields"))
         super().save(*args, **kwargs)
-        self._loaded = self._content()
+        self._loaded, self._loaded_status = self._content(), self.status
 
     def get_absolute_url(self):
         return reverse("invoice-detail", args=[self.pk])
@@ -149,7 +149,8 @@ class Invoice(models.Model):
     @classmethod
     def from_db(cls, db, field_names, values):
         instance = super().from_db(db, field_names, values)
-        instance._loaded = instance._content() if "status" in field_names else None
+        instance._loaded = instance._content()
+        instance._loaded_status = instance.__dict__.get("status")
         return instance
 
     def _content(self) -> dict:
@@ -162,11 +163,11 @@ class Invoice(models.Model):
     def _guard_frozen(self, update_fields) -> None:
         """An issued invoice never changes its content: corrections are credit notes."""
         loaded = getattr(self, "_loaded", None)
-        if not self.pk or not loaded or loaded.get("status", InvoiceStatus.DRAFT) == InvoiceStatus.DRAFT:
+        if not self.pk or not loaded or getattr(self, "_loaded_status", None) in (None, InvoiceStatus.DRAFT):
             return
         if update_fields is not None and set(update_fields) <= MUTABLE_AFTER_ISSUE:
             return
-        changed = [k for k, v in self._content().items() if k != "status" and loaded.get(k) != v]
+        changed = [k for k, v in self._content().items() if k in loaded and loaded[k] != v]
         if changed:
             raise ValueError(f"Invoice {self.number} is issued; its content cannot change ({', '.join(changed)}).")
 
@@ -181,9 +182,7 @@ class Invoice(models.Model):
     def fingerprint(self) -> str:
         """SHA-256 of the document's content: header fields and every line."""
         header = {
-            k: str(v)
-            for k, v in sorted(self._content().items())
-            if k not in {"status", "content_sha256", "issued_by_id", "created_at", "issued_at"}
+            k: v for k, v in self._content().items() if k not in {"content_sha256", "issued_by_id", "created_at"}
         }
         lines = [
             {k: str(getattr(line, k)) for k in InvoiceLine.CONTENT_FIELDS}

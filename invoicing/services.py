@@ -164,6 +164,7 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str) -> Invoice:
     invoice.voided_at = timezone.now()
     invoice.void_reason = reason
     invoice.net_total = invoice.tax_total = invoice.gross_total = Decimal("0")
+    invoice.tax_breakdown = []
     invoice.save()
     audit_record(actor=actor, action="invoice.voided", obj=invoice, changes={"reason": reason})
     return invoice

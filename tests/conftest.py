@@ -52,3 +52,66 @@ def make_issued_invoice(user, make_fulfilled_order):
         return invoicing.invoice_issue(invoice=draft, actor=user, issue_date=issue_date)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, tmp_path_factory):
+    """A real Celery worker in its own process, on the Redis broker and the test database."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from django.conf import settings
+    from django.db import connection
+
+    from otc.celery import app
+
+    db = connection.settings_dict
+    media = tmp_path_factory.mktemp("media")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "otc.test_settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "MEDIA_ROOT": str(media),
+    }
+    hostname = f"test-{os.getpid()}@%h"
+    log = open(tmp_path_factory.mktemp("worker") / "worker.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "otc",
+            "worker",
+            "--pool=solo",
+            "--purge",
+            "-l",
+            "INFO",
+            "-n",
+            hostname,
+            "-Q",
+            settings.CELERY_TASK_DEFAULT_QUEUE,
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=settings.BASE_DIR,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Celery worker exited with {proc.returncode}; see {log.name}")
+        if app.control.ping(timeout=0.5):
+            break
+    else:
+        proc.terminate()
+        raise RuntimeError(f"Celery worker did not answer within 60 s; see {log.name}")
+    settings.MEDIA_ROOT = str(media)
+    yield proc
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()

@@ -1,0 +1,162 @@
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from billing.errors import InvalidTransition, ValidationFailed
+from billing.models import AuditEvent
+from invoicing import services
+from invoicing.models import Invoice, InvoiceLine, InvoiceStatus, NumberSequence, PdfStatus
+from orders.models import OrderStatus
+from tests.factories import CustomerFactory, PaymentTermsFactory
+
+D = Decimal
+pytestmark = pytest.mark.django_db
+
+
+def test_draft_from_fulfilled_order_copies_lines_and_marks_order_invoiced(customer, make_fulfilled_order, user):
+    order = make_fulfilled_order(customer, customer_reference="PO-77")
+    invoice = services.invoice_create_from_orders(orders=[order], actor=user)
+    assert invoice.status == InvoiceStatus.DRAFT and invoice.number is None
+    assert (invoice.net_total, invoice.tax_total, invoice.gross_total) == (D("397.30"), D("65.32"), D("462.62"))
+    assert [(line.order_number, line.customer_reference, line.quantity) for line in invoice.lines.all()] == [
+        (order.number, "PO-77", D("2.000")),
+        (order.number, "PO-77", D("3.000")),
+    ]
+    assert invoice.tax_breakdown == [
+        {"rate": "20.00", "category": "standard", "taxable": "299.80", "tax": "59.96"},
+        {"rate": "5.50", "category": "reduced", "taxable": "97.50", "tax": "5.36"},
+    ]
+    order.refresh_from_db()
+    assert order.status == OrderStatus.INVOICED
+
+
+def test_only_fulfilled_orders_are_invoiced(customer, products):
+    from orders.services import order_confirm, order_create
+
+    order = order_create(customer=customer, lines=[{"product": products[0], "quantity": D("1")}])
+    order_confirm(order=order)
+    with pytest.raises(InvalidTransition, match="only fulfilled orders"):
+        services.invoice_create_from_orders(orders=[order])
+    assert not Invoice.objects.exists()
+
+
+def test_an_order_line_is_never_invoiced_twice(customer, make_fulfilled_order):
+    order = make_fulfilled_order(customer)
+    services.invoice_create_from_orders(orders=[order])
+    with pytest.raises(InvalidTransition):
+        services.invoice_create_from_orders(orders=[order])
+    # Even bypassing the service, the database refuses a second line for the same order line.
+    first = InvoiceLine.objects.first()
+    other = Invoice.objects.create(customer=customer, currency="EUR")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        InvoiceLine.objects.bulk_create(
+            [
+                InvoiceLine(
+                    invoice=other,
+                    order_line=first.order_line,
+                    description="again",
+                    quantity=1,
+                    unit_price=1,
+                    tax_percent=0,
+                    net_amount=1,
+                )
+            ]
+        )
+
+
+def test_issue_numbers_dates_and_snapshots(make_fulfilled_order, user):
+    terms = PaymentTermsFactory(name="Net 45 EOM", due_days=45, end_of_month=True)
+    customer = CustomerFactory(payment_terms=terms, tax_id="FR40303265045")
+    order = make_fulfilled_order(customer)
+    draft = services.invoice_create_from_orders(orders=[order])
+    invoice = services.invoice_issue(invoice=draft, actor=user, issue_date=date(2026, 1, 15))
+    assert invoice.number == "INV-2026-000001"
+    assert invoice.due_date == date(2026, 3, 31)
+    assert invoice.status == InvoiceStatus.ISSUED
+    assert invoice.pdf_status == PdfStatus.PENDING
+    assert invoice.customer_snapshot["tax_id"] == "FR40303265045"
+    assert invoice.customer_snapshot["address_lines"] == ["1 Rue du Commerce", "69001 Lyon", "FR"]
+    assert (
+        invoice.terms_snapshot["text"]
+        == "Net 45 end of month. Accepted: card, bank transfer, SEPA direct debit, ACH, wire, check, cash."
+    )
+    assert invoice.content_sha256 == invoice.fingerprint()
+    assert AuditEvent.objects.filter(action="invoice.issued", object_id=invoice.pk, actor=user).exists()
+    # The snapshot is frozen: renaming the customer later does not change the issued invoice.
+    customer.name = "Renamed"
+    customer.save()
+    invoice.refresh_from_db()
+    assert invoice.customer_snapshot["name"] != "Renamed"
+
+
+def test_numbers_are_consecutive_per_series_and_year(customer, make_fulfilled_order):
+    numbers = []
+    for issued in [date(2026, 3, 1), date(2026, 3, 2), date(2027, 1, 2), date(2026, 12, 31)]:
+        draft = services.invoice_create_from_orders(orders=[make_fulfilled_order(customer)])
+        numbers.append(services.invoice_issue(invoice=draft, issue_date=issued).number)
+    assert numbers == ["INV-2026-000001", "INV-2026-000002", "INV-2027-000001", "INV-2026-000003"]
+    assert NumberSequence.objects.get(series="INV", year=2026).last_number == 3
+
+
+def test_a_refused_issue_takes_no_number(customer, make_fulfilled_order):
+    draft = services.invoice_create_from_orders(orders=[make_fulfilled_order(customer)])
+    services.invoice_issue(invoice=draft, issue_date=date(2026, 5, 1))
+    with pytest.raises(InvalidTransition):
+        services.invoice_issue(invoice=draft, issue_date=date(2026, 5, 1))
+    empty = Invoice.objects.create(customer=customer, currency="EUR")
+    with pytest.raises(ValidationFailed, match="at least one line"):
+        services.invoice_issue(invoice=empty, issue_date=date(2026, 5, 1))
+    assert NumberSequence.objects.get(series="INV", year=2026).last_number == 1
+
+
+def test_issued_invoice_content_cannot_change(customer, make_issued_invoice):
+    invoice = make_issued_invoice(customer)
+    invoice.gross_total = D("1.00")
+    invoice.net_total = D("1.00")
+    invoice.tax_total = D("0.00")
+    with pytest.raises(ValueError, match="cannot change"):
+        invoice.save()
+    line = invoice.lines.first()
+    line.unit_price = D("0.01")
+    with pytest.raises(ValueError, match="cannot change"):
+        line.save()
+    with pytest.raises(ValueError, match="cannot change"):
+        line.delete()
+    fresh = Invoice.objects.get(pk=invoice.pk)
+    assert fresh.gross_total == D("462.62")
+    assert fresh.fingerprint() == fresh.content_sha256
+
+
+def test_void_a_draft_releases_its_orders(customer, make_fulfilled_order, user):
+    order = make_fulfilled_order(customer)
+    draft = services.invoice_create_from_orders(orders=[order])
+    with pytest.raises(ValidationFailed):
+        services.invoice_void(invoice=draft, reason="")
+    services.invoice_void(invoice=draft, actor=user, reason="wrong customer")
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FULFILLED
+    again = services.invoice_create_from_orders(orders=[order])
+    assert again.gross_total == D("462.62")
+
+
+def test_issued_invoices_are_not_voided(customer, make_issued_invoice):
+    invoice = make_issued_invoice(customer)
+    with pytest.raises(InvalidTransition, match="credit note"):
+        services.invoice_void(invoice=invoice, reason="oops")
+
+
+def test_render_pdf_stores_file_and_hash(customer, make_issued_invoice, settings, tmp_path):
+    import hashlib
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    invoice = make_issued_invoice(customer)
+    rendered = services.invoice_render_pdf(invoice_id=invoice.pk)
+    assert rendered.pdf_status == PdfStatus.READY
+    data = rendered.pdf.read()
+    assert data.startswith(b"%PDF")
+    assert hashlib.sha256(data).hexdigest() == rendered.pdf_sha256
+    # Rendering again is a no-op: the stored PDF is kept.
+    again = services.invoice_render_pdf(invoice_id=invoice.pk)
+    assert again.pdf.name == rendered.pdf.name and again.pdf_attempts == 1
