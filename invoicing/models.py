@@ -181,9 +181,7 @@ class Invoice(models.Model):
 
     def fingerprint(self) -> str:
         """SHA-256 of the document's content: header fields and every line."""
-        header = {
-            k: v for k, v in self._content().items() if k not in {"content_sha256", "issued_by_id", "created_at"}
-        }
+        header = {k: v for k, v in self._content().items() if k not in {"content_sha256", "issued_by_id", "created_at"}}
         lines = [
             {k: str(getattr(line, k)) for k in InvoiceLine.CONTENT_FIELDS}
             for line in self.lines.order_by("position", "id")
@@ -261,3 +259,44 @@ class InvoiceLine(models.Model):
     @property
     def gross_amount(self):
         return self.net_amount + self.tax_amount
+
+
+class BillingRunStatus(models.TextChoices):
+    """A billing run is planned, then its batches run on workers until every group is done."""
+
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class BillingRun(models.Model):
+    """One pass that turns fulfilled, uninvoiced orders into issued invoices, per billing cycle."""
+
+    as_of = models.DateField(help_text="Bills orders fulfilled on or before this date.")
+    status = models.CharField(max_length=10, choices=BillingRunStatus.choices, default=BillingRunStatus.RUNNING)
+    total_groups = models.PositiveIntegerField(default=0, help_text="Invoices planned (one per order or period).")
+    processed_groups = models.PositiveIntegerField(default=0)
+    invoices_created = models.PositiveIntegerField(default=0)
+    orders_billed = models.PositiveIntegerField(default=0)
+    skipped_groups = models.PositiveIntegerField(default=0, help_text="Already billed by another run.")
+    errors = models.JSONField(default=list, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(processed_groups__lte=F("total_groups")), name="billingrun_progress_within_total"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Billing run #{self.pk} as of {self.as_of}"
+
+    @property
+    def progress_percent(self) -> int:
+        return 100 if not self.total_groups else int(self.processed_groups * 100 / self.total_groups)

@@ -217,7 +217,9 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
         return invoice
     data = render_invoice_pdf(invoice)
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
+        if invoice is None:
+            return None
         if invoice.pdf_status == PdfStatus.READY and invoice.pdf:
             return invoice
         invoice.pdf.save(f"{invoice.number}.pdf", ContentFile(data), save=False)

@@ -33,3 +33,19 @@ def invoice_sweep_pending_pdfs(older_than_minutes: int = 10, batch: int = 500) -
     for pk in ids:
         invoice_render_pdf.delay(pk)
     return len(ids)
+
+
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
+def billing_run_batch(run_id: int, groups: list[list[int]]) -> None:
+    """Bill one bounded batch of a billing run. Safe to redeliver: billed orders are skipped."""
+    from .billing_runs import run_batch
+
+    run_batch(run_id=run_id, groups=groups)
+
+
+@shared_task
+def billing_run_daily() -> int:
+    """Beat: the daily billing run, as of today."""
+    from .billing_runs import run_start
+
+    return run_start().pk

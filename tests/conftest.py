@@ -68,14 +68,13 @@ def celery_worker_process(django_db_setup, tmp_path_factory):
     from otc.celery import app
 
     db = connection.settings_dict
-    media = tmp_path_factory.mktemp("media")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "otc.test_settings",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
-        "MEDIA_ROOT": str(media),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
     }
     hostname = f"test-{os.getpid()}@%h"
     log = open(tmp_path_factory.mktemp("worker") / "worker.log", "w")  # noqa: SIM115
@@ -110,7 +109,6 @@ def celery_worker_process(django_db_setup, tmp_path_factory):
     else:
         proc.terminate()
         raise RuntimeError(f"Celery worker did not answer within 60 s; see {log.name}")
-    settings.MEDIA_ROOT = str(media)
     yield proc
     proc.terminate()
     proc.wait(timeout=30)

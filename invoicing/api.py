@@ -1,0 +1,181 @@
+"""REST API for invoices: list, show, issue, download the PDF; and POST /orders/{id}/invoice/."""
+
+from django.http import FileResponse
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from billing.api import ACTION_ERRORS, FILTER_BACKENDS, ErrorSerializer
+from billing.errors import Conflict, InvalidTransition
+from orders import api as orders_api
+
+from . import services
+from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PdfStatus
+
+
+class InvoiceLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = InvoiceLine
+        fields = [
+            "id",
+            "position",
+            "order_line",
+            "order_number",
+            "order_date",
+            "customer_reference",
+            "sku",
+            "description",
+            "quantity",
+            "unit",
+            "unit_price",
+            "discount_percent",
+            "tax_percent",
+            "tax_category",
+            "tax_note",
+            "net_amount",
+        ]
+        read_only_fields = fields
+
+
+class TaxBreakdownSerializer(serializers.Serializer):
+    rate = serializers.DecimalField(max_digits=5, decimal_places=2)
+    category = serializers.CharField()
+    taxable = serializers.DecimalField(max_digits=14, decimal_places=2)
+    tax = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+
+class InvoiceSerializer(serializers.ModelSerializer):
+    balance = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+    lines = InvoiceLineSerializer(many=True, read_only=True)
+    tax_breakdown = TaxBreakdownSerializer(many=True, read_only=True)
+    customer_snapshot = serializers.DictField(
+        read_only=True, help_text="The customer's details frozen at issue (empty on drafts)."
+    )
+
+    class Meta:
+        model = Invoice
+        fields = [
+            "id",
+            "number",
+            "kind",
+            "status",
+            "customer",
+            "issue_date",
+            "due_date",
+            "currency",
+            "net_total",
+            "tax_total",
+            "gross_total",
+            "amount_paid",
+            "balance",
+            "original",
+            "pdf_status",
+            "tax_breakdown",
+            "customer_snapshot",
+            "lines",
+        ]
+        read_only_fields = fields
+
+
+class InvoiceFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=InvoiceStatus.choices)
+    kind = filters.ChoiceFilter(choices=InvoiceKind.choices)
+    customer = filters.NumberFilter(field_name="customer_id")
+    issue_date = filters.DateFromToRangeFilter()
+    due_date = filters.DateFromToRangeFilter()
+
+    class Meta:
+        model = Invoice
+        fields = ["status", "kind", "customer", "currency", "issue_date", "due_date"]
+
+
+def invoice_queryset():
+    return Invoice.objects.prefetch_related("lines")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List invoices, credit notes and penalty invoices"),
+    retrieve=extend_schema(summary="Show an invoice with its lines"),
+)
+@extend_schema(tags=["invoices"])
+class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Invoices. Drafts come from POST /orders/{id}/invoice/ (or a billing run); issue them here."""
+
+    serializer_class = InvoiceSerializer
+    filter_backends = FILTER_BACKENDS
+    filterset_class = InvoiceFilter
+    search_fields = ["number"]
+    ordering_fields = ["id", "number", "issue_date", "due_date", "gross_total"]
+
+    def get_queryset(self):
+        return invoice_queryset() if self.action in ("list", "retrieve") else Invoice.objects.all()
+
+    def perform_content_negotiation(self, request, force=False):
+        # The PDF is a plain file response; let `Accept: application/pdf` through to it, and render
+        # its errors as JSON rather than refusing the request with a 406.
+        return super().perform_content_negotiation(request, force=force or self.action == "pdf")
+
+    @extend_schema(
+        summary="Issue a draft invoice",
+        description="Gives the next gapless number, the due date from the terms and freezes the document. "
+        "The PDF is rendered afterwards by a worker (see `pdf_status`).",
+        request=None,
+        responses={200: InvoiceSerializer, **ACTION_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def issue(self, request, pk=None):
+        invoice = services.invoice_issue(invoice=self.get_object(), actor=request.user)
+        fresh = invoice_queryset().get(pk=invoice.pk)
+        return Response(InvoiceSerializer(fresh, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        summary="Download the invoice PDF",
+        responses={
+            (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="The stored PDF."),
+            404: ErrorSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="A draft, or the PDF is still rendering."),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        invoice = self.get_object()
+        if invoice.status == InvoiceStatus.DRAFT:
+            raise InvalidTransition(f"{invoice} is a draft; it has no PDF until it is issued.")
+        if invoice.pdf_status == PdfStatus.FAILED:
+            raise Conflict(f"Rendering the PDF of {invoice} failed; staff can request it again.", code="pdf_failed")
+        if invoice.pdf_status != PdfStatus.READY or not invoice.pdf:
+            raise Conflict(
+                f"The PDF of {invoice} is still rendering; try again in a moment.",
+                code="pdf_not_ready",
+                details={"pdf_status": invoice.pdf_status},
+            )
+        try:
+            handle = invoice.pdf.open("rb")
+        except FileNotFoundError:
+            raise Conflict(
+                f"The PDF of {invoice} is missing from storage; staff can request it again.", code="pdf_missing"
+            ) from None
+        return FileResponse(handle, content_type="application/pdf", filename=f"{invoice.number}.pdf")
+
+
+@extend_schema(tags=["orders"])
+class OrderViewSet(orders_api.OrderViewSet):
+    """Sales orders. Created as drafts with channel `api`; moved on only by the actions below.
+    (Declared here, not in orders.api, because invoicing an order belongs to invoicing: apps
+    depend downward only.)"""
+
+    @extend_schema(
+        summary="Draft the invoice of a fulfilled order",
+        request=None,
+        responses={201: InvoiceSerializer, **ACTION_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def invoice(self, request, pk=None):
+        invoice = services.invoice_create_from_orders(orders=[self.get_object()], actor=request.user)
+        fresh = invoice_queryset().get(pk=invoice.pk)
+        return Response(
+            InvoiceSerializer(fresh, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED
+        )
