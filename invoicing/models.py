@@ -132,6 +132,9 @@ class Invoice(models.Model):
             models.UniqueConstraint(
                 fields=["series", "sequence_year", "sequence_number"], name="invoice_sequence_unique"
             ),
+            models.CheckConstraint(
+                condition=~Q(kind="credit_note") | Q(original__isnull=False), name="invoice_credit_note_has_original"
+            ),
         ]
         indexes = [models.Index(fields=["customer", "status"]), models.Index(fields=["status", "due_date"])]
 
@@ -193,6 +196,7 @@ class Invoice(models.Model):
 class InvoiceLine(models.Model):
     CONTENT_FIELDS = (
         "position",
+        "credited_line_id",
         "order_line_id",
         "order_number",
         "order_date",
@@ -211,6 +215,14 @@ class InvoiceLine(models.Model):
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField(default=1)
+    credited_line = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credit_lines",
+        help_text="On a credit note: the invoice line it credits.",
+    )
     order_line = models.ForeignKey(
         OrderLine, null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_lines"
     )
@@ -300,3 +312,26 @@ class BillingRun(models.Model):
     @property
     def progress_percent(self) -> int:
         return 100 if not self.total_groups else int(self.processed_groups * 100 / self.total_groups)
+
+
+class CreditApplication(models.Model):
+    """Part of a credit note applied to an invoice's balance. With allocations of payments,
+    these make up the invoice's amount paid."""
+
+    credit_note = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_applications")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credits_received")
+    amount = models.DecimalField(**MONEY)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="creditapplication_amount_positive"),
+            models.CheckConstraint(condition=~Q(credit_note=F("invoice")), name="creditapplication_not_to_itself"),
+        ]
+
+    def __str__(self):
+        return f"{self.credit_note} -> {self.invoice}: {self.amount}"

@@ -12,7 +12,16 @@ from billing.services import audit_record
 from orders.models import Order, OrderStatus
 from orders.services import order_close, order_mark_invoiced, order_reopen_for_billing
 
-from .models import SERIES_BY_KIND, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, NumberSequence, PdfStatus
+from .models import (
+    SERIES_BY_KIND,
+    CreditApplication,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    NumberSequence,
+    PdfStatus,
+)
 
 
 def _user(actor):
@@ -122,7 +131,10 @@ def invoice_issue(*, invoice: Invoice, actor=None, issue_date: date | None = Non
     invoice.sequence_number = number_next(series=invoice.series, year=issued_on.year)
     invoice.number = f"{invoice.series}-{issued_on.year}-{invoice.sequence_number:06d}"
     invoice.issue_date = issued_on
-    invoice.due_date = terms.due_date(issued_on, payment_terms.due_days, payment_terms.end_of_month)
+    if invoice.kind == InvoiceKind.CREDIT_NOTE:
+        invoice.due_date = issued_on  # a credit is available at once
+    else:
+        invoice.due_date = terms.due_date(issued_on, payment_terms.due_days, payment_terms.end_of_month)
     invoice.customer_snapshot = customer.snapshot()
     invoice.terms_snapshot = payment_terms.snapshot(invoice.currency)
     invoice.seller_snapshot = dict(settings.OTC_COMPANY)
@@ -261,3 +273,161 @@ def invoice_request_pdf(*, invoice: Invoice, actor=None) -> Invoice:
 
         transaction.on_commit(lambda: task.delay(invoice.pk))
     return invoice
+
+
+def _credited_so_far(line: InvoiceLine) -> tuple[Decimal, Decimal]:
+    """Quantity and net already credited on an invoice line by issued credit notes."""
+    rows = InvoiceLine.objects.filter(credited_line=line).exclude(invoice__status=InvoiceStatus.VOID)
+    qty = sum((r.quantity for r in rows), Decimal("0"))
+    net = sum((r.net_amount for r in rows), Decimal("0"))
+    return qty, net
+
+
+@transaction.atomic
+def invoice_credit(
+    *,
+    invoice: Invoice,
+    reason: str,
+    lines: list[dict] | None = None,
+    amount: Decimal | None = None,
+    tax_percent: Decimal | None = None,
+    actor=None,
+    issue_date: date | None = None,
+) -> Invoice:
+    """Correct an issued invoice with a credit note (series CN), issued at once.
+
+    In full when neither `lines` nor `amount` is given; for chosen lines and quantities
+    (`[{"line": InvoiceLine, "quantity": Decimal}]`); or for a net `amount` at one tax rate.
+    The credit is applied to the invoice's balance; what the balance cannot take (the invoice
+    was paid) stays on the credit note as customer credit."""
+    original = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if original.kind == InvoiceKind.CREDIT_NOTE:
+        raise ValidationFailed("A credit note cannot itself be credited.")
+    if original.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PAID):
+        raise InvalidTransition(
+            f"Invoice {original} is {original.get_status_display().lower()}; only issued invoices are credited.",
+            details={"status": original.status},
+        )
+    if not reason:
+        raise ValidationFailed("Give a reason for the credit note.", details={"reason": ["This field is required."]})
+    if lines and amount is not None:
+        raise ValidationFailed("Credit either lines or an amount, not both.")
+
+    note = Invoice.objects.create(
+        kind=InvoiceKind.CREDIT_NOTE,
+        series="CN",
+        customer_id=original.customer_id,
+        currency=original.currency,
+        original=original,
+    )
+    built: list[InvoiceLine] = []
+
+    def credit_line(source: InvoiceLine, quantity: Decimal) -> None:
+        done_qty, done_net = _credited_so_far(source)
+        remaining = source.quantity - done_qty
+        if quantity <= 0 or quantity > remaining:
+            raise ValidationFailed(
+                f"Line {source.position} of {original}: {quantity} cannot be credited; {remaining} remains.",
+                details={"lines": [f"Line {source.position}: at most {remaining} can be credited."]},
+            )
+        # The last part of a line takes exactly what is left of its net, so credits never drift.
+        net = (
+            (source.net_amount - done_net)
+            if quantity == remaining
+            else money.line_net(quantity, source.unit_price, source.discount_percent, original.currency)
+        )
+        built.append(
+            InvoiceLine(
+                invoice=note,
+                position=len(built) + 1,
+                credited_line=source,
+                order_number=source.order_number,
+                order_date=source.order_date,
+                customer_reference=source.customer_reference,
+                sku=source.sku,
+                description=source.description,
+                quantity=quantity,
+                unit=source.unit,
+                unit_price=source.unit_price,
+                discount_percent=source.discount_percent,
+                tax_percent=source.tax_percent,
+                tax_category=source.tax_category,
+                tax_note=source.tax_note,
+                net_amount=net,
+            )
+        )
+
+    originals = {line.pk: line for line in original.lines.all()}
+    if amount is not None:
+        amount = Decimal(amount)
+        rates = {(Decimal(b["rate"]), b["category"]) for b in original.tax_breakdown}
+        if tax_percent is None and len(rates) != 1:
+            raise ValidationFailed(
+                f"{original} has several tax rates; say which one the credited amount carries.",
+                details={"tax_percent": ["Required when the invoice has several tax rates."]},
+            )
+        rate = Decimal(tax_percent) if tax_percent is not None else next(iter(rates))[0]
+        category = next((c for r, c in rates if r == rate), None)
+        if category is None:
+            raise ValidationFailed(
+                f"{original} has no line at {rate}%.", details={"tax_percent": ["Not on the invoice."]}
+            )
+        taxable = sum((line.net_amount for line in originals.values() if line.tax_percent == rate), Decimal("0"))
+        credited = (
+            InvoiceLine.objects.filter(
+                invoice__original=original, invoice__kind=InvoiceKind.CREDIT_NOTE, tax_percent=rate
+            )
+            .exclude(invoice=note)
+            .exclude(invoice__status=InvoiceStatus.VOID)
+        )
+        left = taxable - sum((line.net_amount for line in credited), Decimal("0"))
+        if amount <= 0 or amount > left:
+            raise ValidationFailed(
+                f"An amount of {amount} cannot be credited at {rate}%; {left} remains.",
+                details={"amount": [f"Between 0.01 and {left}."]},
+            )
+        built.append(
+            InvoiceLine(
+                invoice=note,
+                position=1,
+                description=f"Adjustment to {original}: {reason}"[:500],
+                quantity=Decimal("1"),
+                unit_price=amount,
+                tax_percent=rate,
+                tax_category=category,
+                net_amount=money.quantize(amount),
+            )
+        )
+    elif lines:
+        for spec in lines:
+            source = originals.get(spec["line"].pk)
+            if source is None:
+                raise ValidationFailed(
+                    f"Line {spec['line'].pk} is not on {original}.", details={"lines": ["Unknown line."]}
+                )
+            credit_line(source, Decimal(spec["quantity"]))
+    else:
+        for source in originals.values():
+            remaining = source.quantity - _credited_so_far(source)[0]
+            if remaining > 0:
+                credit_line(source, remaining)
+        if not built:
+            raise ValidationFailed(f"{original} is fully credited already.")
+
+    InvoiceLine.objects.bulk_create(built)
+    _recompute_totals(note, built)
+    note.save(update_fields=["net_total", "tax_total", "gross_total", "tax_breakdown"])
+    note = invoice_issue(invoice=note, actor=actor, issue_date=issue_date)
+    audit_record(
+        actor=actor,
+        action="invoice.credited",
+        obj=original,
+        changes={"credit_note": note.number, "gross_total": str(note.gross_total), "reason": reason},
+    )
+    applied = min(note.gross_total, original.balance)
+    if applied > 0:
+        CreditApplication.objects.create(credit_note=note, invoice=original, amount=applied, created_by=_user(actor))
+        invoice_set_amount_paid(invoice=original, amount_paid=original.amount_paid + applied, actor=actor)
+        note = Invoice.objects.select_for_update().get(pk=note.pk)
+        invoice_set_amount_paid(invoice=note, amount_paid=applied, actor=actor)
+    return note

@@ -1,0 +1,85 @@
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from billing.errors import InvalidTransition, ValidationFailed
+from invoicing import services
+from invoicing.models import CreditApplication, Invoice, InvoiceKind, InvoiceStatus
+from payments.services import payment_record
+
+D = Decimal
+pytestmark = pytest.mark.django_db
+
+
+def test_full_credit_note_clears_an_unpaid_invoice(customer, make_issued_invoice, user):
+    invoice = make_issued_invoice(customer, issue_date=date(2026, 6, 1))
+    note = services.invoice_credit(invoice=invoice, reason="Goods returned", actor=user, issue_date=date(2026, 6, 5))
+    assert note.kind == InvoiceKind.CREDIT_NOTE
+    assert note.number == "CN-2026-000001"
+    assert note.original_id == invoice.pk
+    assert (note.net_total, note.tax_total, note.gross_total) == (D("397.30"), D("65.32"), D("462.62"))
+    assert note.due_date == date(2026, 6, 5)
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.balance) == (InvoiceStatus.PAID, D("0"))
+    assert CreditApplication.objects.get(credit_note=note).amount == D("462.62")
+    assert note.status == InvoiceStatus.PAID  # fully applied, no credit left
+    with pytest.raises(ValidationFailed, match="fully credited"):
+        services.invoice_credit(invoice=invoice, reason="again")
+
+
+def test_partial_credit_by_line_and_quantity(customer, make_issued_invoice):
+    invoice = make_issued_invoice(customer)
+    chairs = invoice.lines.get(position=1)  # 2 x 149.90 at 20 %
+    note = services.invoice_credit(
+        invoice=invoice, reason="One chair damaged", lines=[{"line": chairs, "quantity": D("1")}]
+    )
+    assert (note.net_total, note.tax_total, note.gross_total) == (D("149.90"), D("29.98"), D("179.88"))
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.balance) == (InvoiceStatus.PARTIALLY_PAID, D("282.74"))
+    with pytest.raises(ValidationFailed, match="1.000 remains"):
+        services.invoice_credit(invoice=invoice, reason="too many", lines=[{"line": chairs, "quantity": D("2")}])
+    # Crediting the rest in full then leaves exactly nothing on that line.
+    rest = services.invoice_credit(invoice=invoice, reason="rest")
+    assert rest.net_total == D("247.40")  # 149.90 + 97.50
+    invoice.refresh_from_db()
+    assert invoice.balance == D("0") and invoice.status == InvoiceStatus.PAID
+
+
+def test_credit_on_a_paid_invoice_stays_as_customer_credit(customer, make_issued_invoice):
+    invoice = make_issued_invoice(customer)
+    payment_record(customer=customer, method="card", amount=D("462.62"), currency="EUR")
+    note = services.invoice_credit(invoice=invoice, reason="Loyalty rebate", amount=D("50.00"), tax_percent=D("20.00"))
+    assert (note.net_total, note.tax_total, note.gross_total) == (D("50.00"), D("10.00"), D("60.00"))
+    assert note.status == InvoiceStatus.ISSUED and note.balance == D("60.00")  # open credit for the customer
+    assert not CreditApplication.objects.exists()
+
+
+def test_amount_credit_needs_a_rate_on_a_mixed_rate_invoice_and_stays_within_it(customer, make_issued_invoice):
+    invoice = make_issued_invoice(customer)
+    with pytest.raises(ValidationFailed, match="several tax rates"):
+        services.invoice_credit(invoice=invoice, reason="rebate", amount=D("10"))
+    with pytest.raises(ValidationFailed, match="97.50 remains"):
+        services.invoice_credit(invoice=invoice, reason="rebate", amount=D("100"), tax_percent=D("5.50"))
+    with pytest.raises(ValidationFailed, match="no line at 7"):
+        services.invoice_credit(invoice=invoice, reason="rebate", amount=D("1"), tax_percent=D("7"))
+    assert not Invoice.objects.filter(kind=InvoiceKind.CREDIT_NOTE).exclude(status="draft").exists()
+
+
+def test_drafts_and_credit_notes_are_not_credited(customer, make_fulfilled_order, make_issued_invoice):
+    draft = services.invoice_create_from_orders(orders=[make_fulfilled_order(customer)])
+    with pytest.raises(InvalidTransition):
+        services.invoice_credit(invoice=draft, reason="x")
+    note = services.invoice_credit(invoice=make_issued_invoice(customer), reason="x")
+    with pytest.raises(ValidationFailed, match="cannot itself be credited"):
+        services.invoice_credit(invoice=note, reason="x")
+    with pytest.raises(ValidationFailed, match="reason"):
+        services.invoice_credit(invoice=make_issued_invoice(customer), reason="")
+
+
+def test_refused_credit_note_leaves_no_trace(customer, make_issued_invoice):
+    invoice = make_issued_invoice(customer)
+    line = invoice.lines.first()
+    with pytest.raises(ValidationFailed):
+        services.invoice_credit(invoice=invoice, reason="x", lines=[{"line": line, "quantity": D("99")}])
+    assert Invoice.objects.filter(kind=InvoiceKind.CREDIT_NOTE).count() == 0
