@@ -8,7 +8,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from billing.api import ACTION_ERRORS, FILTER_BACKENDS, ErrorSerializer
+from billing.api import ACTION_ERRORS, ErrorSerializer
 from billing.errors import Conflict, InvalidTransition
 from orders import api as orders_api
 
@@ -105,7 +105,6 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     """Invoices. Drafts come from POST /orders/{id}/invoice/ (or a billing run); issue them here."""
 
     serializer_class = InvoiceSerializer
-    filter_backends = FILTER_BACKENDS
     filterset_class = InvoiceFilter
     search_fields = ["number"]
     ordering_fields = ["id", "number", "issue_date", "due_date", "gross_total"]

@@ -13,6 +13,9 @@ from billing.services import audit_record
 from .models import ORDER_TRANSITIONS, Order, OrderChannel, OrderEvent, OrderLine, OrderStatus, Product
 from .selectors import customer_exposure
 
+# DecimalField(max_digits=14, decimal_places=2): larger amounts would overflow the column.
+MAX_AMOUNT = Decimal("1000000000000")
+
 
 def _transition(order: Order, to: str, *, actor=None, note: str = "") -> None:
     """Move a locked order to `to`, refusing moves the transitions map does not allow."""
@@ -57,6 +60,12 @@ def _build_line(order: Order, position: int, spec: dict) -> OrderLine:
     unit_price = product.unit_price if unit_price is None else Decimal(unit_price)
     discount = Decimal(spec.get("discount_percent") or 0)
     tax_rate = product.tax_rate
+    net_amount = money.line_net(quantity, unit_price, discount, order.currency)
+    if net_amount >= MAX_AMOUNT:
+        raise ValidationFailed(
+            f"Line {position} comes to {net_amount}, more than an amount can hold.",
+            details={"lines": [f"Line {position}: the amount is too large."]},
+        )
     return OrderLine(
         order=order,
         position=position,
@@ -69,7 +78,7 @@ def _build_line(order: Order, position: int, spec: dict) -> OrderLine:
         tax_rate=tax_rate,
         tax_percent=tax_rate.rate,
         tax_category=tax_rate.category,
-        net_amount=money.line_net(quantity, unit_price, discount, order.currency),
+        net_amount=net_amount,
     )
 
 
@@ -102,6 +111,11 @@ def order_create(
     built = [_build_line(order, i, spec) for i, spec in enumerate(lines, start=1)]
     OrderLine.objects.bulk_create(built)
     _recompute_totals(order, built)
+    if order.gross_total >= MAX_AMOUNT:
+        raise ValidationFailed(
+            f"The order comes to {order.gross_total}, more than an amount can hold.",
+            details={"lines": ["The order total is too large."]},
+        )
     order.save(update_fields=["number", "net_total", "tax_total", "gross_total"])
     OrderEvent.objects.create(order=order, from_status="", to_status=OrderStatus.DRAFT, actor=_user(actor))
     return order

@@ -1,6 +1,24 @@
-"""The REST API root, /api/v1/: each app registers its viewsets here."""
+"""The REST API root, /api/v1/: each app registers its viewsets here.
+
+Basenames carry an `api-` prefix so the route names never shadow the browser UI's
+(`customer-detail`, `order-detail`, ... are the pages)."""
 
 from rest_framework.routers import DefaultRouter
 
+from billing.api import CustomerViewSet, PaymentTermsViewSet, TaxRateViewSet
+from invoicing.api import InvoiceViewSet, OrderViewSet
+from kpis.api import KpiViewSet
+from orders.api import ProductViewSet
+from payments.api import PaymentViewSet
+
 router = DefaultRouter()
+router.register("tax-rates", TaxRateViewSet, basename="api-tax-rate")
+router.register("payment-terms", PaymentTermsViewSet, basename="api-payment-terms")
+router.register("customers", CustomerViewSet, basename="api-customer")
+router.register("products", ProductViewSet, basename="api-product")
+# The order routes come from invoicing.api: it adds POST /orders/{id}/invoice/ to orders.api's viewset.
+router.register("orders", OrderViewSet, basename="api-order")
+router.register("invoices", InvoiceViewSet, basename="api-invoice")
+router.register("payments", PaymentViewSet, basename="api-payment")
+router.register("kpis", KpiViewSet, basename="api-kpi")
 urlpatterns = router.urls

@@ -115,6 +115,10 @@ def payment_record(
         )
     if method not in PaymentMethod.values:
         raise ValidationFailed(f"Unknown payment method {method!r}.", details={"method": ["Unknown payment method."]})
+    if currency != customer.currency:
+        # No FX: a customer's invoices, payments and credit are all in its one currency.
+        message = f"The payment is in {currency} but {customer} is billed in {customer.currency}."
+        raise ValidationFailed(message, details={"currency": [message]})
     accepted = method in (customer.payment_terms.accepted_methods or [])
     with transaction.atomic():
         payment = Payment.objects.create(
