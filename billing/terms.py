@@ -4,6 +4,7 @@ Pure functions on dates and Decimal, no database.
 """
 
 import calendar
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -76,3 +77,87 @@ def terms_text(
             text += f", capped at {_num(penalty_cap_percent)}% of the invoice"
         parts.append(text + ".")
     return " ".join(parts)
+
+
+# --- Late-payment penalties -------------------------------------------------------------------
+# Interest is simple, actual/365, on the balance outstanding at the end of each day, from the
+# day after the due date; nothing is charged while the days overdue are within the grace days.
+# Each assessment charges only the days since the previous one; the fixed fee comes once, with
+# the first assessment; all penalties of an invoice together never exceed the cap.
+
+DAYS_PER_YEAR = Decimal(365)
+
+
+def balance_on(day: date, *, gross: Decimal, payments: list[tuple[date, Decimal]]) -> Decimal:
+    """Balance at the end of `day`: the gross less what was paid or credited on or before it."""
+    return Decimal(gross) - sum((amount for when, amount in payments if when <= day), Decimal(0))
+
+
+def accrued_interest(
+    *, gross: Decimal, payments: list[tuple[date, Decimal]], start: date, end: date, annual_rate: Decimal
+) -> Decimal:
+    """Unrounded simple interest over the days start..end inclusive, day by day on the end-of-day
+    balance. The balance only changes on payment days, so it sums over those segments."""
+    if end < start or not annual_rate:
+        return Decimal(0)
+    changes = sorted({when for when, _ in payments if start < when <= end})
+    total = Decimal(0)
+    segment_start = start
+    for boundary in [*changes, end + timedelta(days=1)]:
+        days = (boundary - segment_start).days
+        if days > 0:
+            balance = max(balance_on(segment_start, gross=gross, payments=payments), Decimal(0))
+            total += balance * days
+        segment_start = boundary
+    return total * Decimal(annual_rate) / HUNDRED / DAYS_PER_YEAR
+
+
+@dataclass(frozen=True)
+class PenaltyCharge:
+    period_start: date
+    period_end: date
+    days: int
+    interest: Decimal
+    fee: Decimal
+    capped: bool
+
+    @property
+    def total(self) -> Decimal:
+        return self.interest + self.fee
+
+
+def penalty_charge(
+    *,
+    gross: Decimal,
+    due_date: date,
+    as_of: date,
+    payments: list[tuple[date, Decimal]],
+    annual_rate: Decimal,
+    fixed_fee: Decimal,
+    grace_days: int,
+    cap_percent: Decimal | None,
+    last_period_end: date | None,
+    charged_so_far: Decimal,
+    fee_charged: bool,
+    currency: str = "EUR",
+) -> PenaltyCharge | None:
+    """What one assessment as of `as_of` charges, or None when nothing is due yet."""
+    if (as_of - due_date).days <= grace_days:
+        return None
+    start = (last_period_end or due_date) + timedelta(days=1)
+    if start > as_of:
+        return None
+    interest = quantize(
+        accrued_interest(gross=gross, payments=payments, start=start, end=as_of, annual_rate=annual_rate), currency
+    )
+    fee = Decimal(0) if fee_charged else quantize(Decimal(fixed_fee or 0), currency)
+    capped = False
+    if cap_percent is not None:
+        room = max(quantize(Decimal(gross) * Decimal(cap_percent) / HUNDRED, currency) - charged_so_far, Decimal(0))
+        if fee + interest > room:
+            capped = True
+            fee = min(fee, room)
+            interest = room - fee
+    return PenaltyCharge(
+        period_start=start, period_end=as_of, days=(as_of - start).days + 1, interest=interest, fee=fee, capped=capped
+    )
