@@ -182,12 +182,13 @@ class Invoice(models.Model):
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
 
-    def fingerprint(self) -> str:
-        """SHA-256 of the document's content: header fields and every line."""
+    def fingerprint(self, lines=None) -> str:
+        """SHA-256 of the document's content: header fields and every line (as stored; pass
+        `lines` read from the database to avoid a query per invoice)."""
         header = {k: v for k, v in self._content().items() if k not in {"content_sha256", "issued_by_id", "created_at"}}
         lines = [
             {k: str(getattr(line, k)) for k in InvoiceLine.CONTENT_FIELDS}
-            for line in self.lines.order_by("position", "id")
+            for line in (lines if lines is not None else self.lines.order_by("position", "id"))
         ]
         payload = json.dumps({"header": header, "lines": lines}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()

@@ -38,6 +38,17 @@ def number_next(*, series: str, year: int) -> int:
     return seq.last_number
 
 
+def number_block(*, series: str, year: int, count: int) -> int:
+    """Take `count` consecutive numbers at once (bulk issue); returns the first. Same locking
+    as number_next: the numbers are used in the transaction that takes them, or not at all."""
+    NumberSequence.objects.bulk_create([NumberSequence(series=series, year=year)], ignore_conflicts=True)
+    seq = NumberSequence.objects.select_for_update().get(series=series, year=year)
+    first = seq.last_number + 1
+    seq.last_number += count
+    seq.save(update_fields=["last_number"])
+    return first
+
+
 def _recompute_totals(invoice: Invoice, lines: list[InvoiceLine]) -> None:
     result = money.totals(
         (money.TaxableLine(net=line.net_amount, rate=line.tax_percent, category=line.tax_category) for line in lines),

@@ -75,3 +75,77 @@ class Allocation(models.Model):
 
     def __str__(self):
         return f"{self.payment} -> {self.invoice}: {self.amount}"
+
+
+class PenaltyRunStatus(models.TextChoices):
+    """A penalty run is planned, then its batches run on workers until all are done."""
+
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+
+
+class PenaltyRun(models.Model):
+    """One daily assessment of late-payment penalties as of a date."""
+
+    as_of = models.DateField()
+    status = models.CharField(max_length=10, choices=PenaltyRunStatus.choices, default=PenaltyRunStatus.RUNNING)
+    total_batches = models.PositiveIntegerField(default=0)
+    processed_batches = models.PositiveIntegerField(default=0)
+    candidates = models.PositiveIntegerField(default=0)
+    assessments = models.PositiveIntegerField(default=0)
+    penalty_invoices = models.PositiveIntegerField(default=0)
+    interest_total = models.DecimalField(**MONEY, default=Decimal("0"))
+    fee_total = models.DecimalField(**MONEY, default=Decimal("0"))
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(processed_batches__lte=F("total_batches")), name="penaltyrun_progress_within_total"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Penalty run #{self.pk} as of {self.as_of}"
+
+
+class PenaltyAssessment(models.Model):
+    """Interest and fee charged on one overdue invoice for one period. One per invoice and
+    period end, so reruns, a second worker or a retried task charge nothing more."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="penalty_assessments")
+    run = models.ForeignKey(PenaltyRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    period_start = models.DateField()
+    period_end = models.DateField()
+    days = models.PositiveIntegerField()
+    annual_rate = models.DecimalField(max_digits=5, decimal_places=2)
+    interest = models.DecimalField(**MONEY)
+    fee = models.DecimalField(**MONEY)
+    capped = models.BooleanField(default=False)
+    penalty_invoice = models.OneToOneField(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="penalty_assessment"
+    )
+    waived_at = models.DateTimeField(null=True, blank=True)
+    waived_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    waive_reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["invoice", "period_end"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "period_end"], name="penalty_once_per_invoice_and_period"),
+            models.CheckConstraint(condition=Q(period_end__gte=F("period_start")), name="penalty_period_ordered"),
+            models.CheckConstraint(condition=Q(interest__gte=0) & Q(fee__gte=0), name="penalty_amounts_nonneg"),
+        ]
+        indexes = [models.Index(fields=["invoice", "-period_end"])]
+
+    def __str__(self):
+        return f"{self.invoice}: {self.period_start}..{self.period_end} {self.interest + self.fee}"
+
+    @property
+    def total(self) -> Decimal:
+        return self.interest + self.fee

@@ -1,0 +1,305 @@
+"""Late-payment penalties: a daily run assesses interest and the fixed fee on overdue invoices
+and charges them as `penalty` invoices (series PEN), using the terms frozen on each invoice.
+
+The run selects candidates in SQL and processes them in bounded batches of Celery tasks. A batch
+locks its invoices (by primary key, the same order as payment allocation), reads their previous
+assessments and payments in three set-based queries, computes each charge with the pure
+functions in billing.terms, and writes assessments, penalty invoices and their lines in bulk.
+Under the lock a second worker or a rerun sees the assessments already made and charges
+nothing; the unique (invoice, period end) constraint backs that up.
+"""
+
+import logging
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from billing import terms
+from billing.models import TaxCategory
+from billing.services import audit_record
+from invoicing.models import CreditApplication, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PdfStatus
+from invoicing.services import invoice_credit, number_block
+
+from .models import Allocation, PenaltyAssessment, PenaltyRun, PenaltyRunStatus
+
+log = logging.getLogger(__name__)
+BATCH_SIZE = 2000
+TAX_NOTE = "Late-payment interest and recovery fees are compensation, outside the scope of VAT."
+ASSESSABLE = (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PAID)
+
+
+def candidates(*, as_of: date):
+    """Invoices that may owe penalties as of `as_of`: sales invoices (never penalties or credit
+    notes) past due whose terms charge interest or a fee, not capped out, and either still open
+    or paid after the end of their last assessed period (interest accrued until payment is due)."""
+    last_end = PenaltyAssessment.objects.filter(invoice=OuterRef("pk")).order_by("-period_end").values("period_end")[:1]
+    paid_on = (
+        Allocation.objects.filter(invoice=OuterRef("pk"))
+        .values("invoice")
+        .annotate(last=Max("payment__received_on"))
+        .values("last")
+    )
+    credited_on = (
+        CreditApplication.objects.filter(invoice=OuterRef("pk"))
+        .values("invoice")
+        .annotate(last=Max("credit_note__issue_date"))
+        .values("last")
+    )
+    capped = PenaltyAssessment.objects.filter(invoice=OuterRef("pk"), capped=True)
+    assessed = PenaltyAssessment.objects.filter(invoice=OuterRef("pk"))
+    return (
+        Invoice.objects.filter(kind=InvoiceKind.INVOICE, status__in=ASSESSABLE, due_date__lt=as_of)
+        .exclude(terms_snapshot__annual_interest_rate="0.00", terms_snapshot__fixed_fee="0.00")
+        .annotate(last_end=Subquery(last_end), paid_on=Subquery(paid_on), credited_on=Subquery(credited_on))
+        .exclude(Exists(capped))
+        # A fee-only policy charges once.
+        .exclude(Q(terms_snapshot__annual_interest_rate="0.00") & Exists(assessed))
+        .filter(Q(last_end__isnull=True) | Q(last_end__lt=as_of))
+        .filter(
+            Q(status__in=[InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID])
+            | Q(paid_on__gt=Coalesce(F("last_end"), F("due_date")))
+            | Q(credited_on__gt=Coalesce(F("last_end"), F("due_date")))
+        )
+    )
+
+
+def _policy(invoice: Invoice) -> dict:
+    snap = invoice.terms_snapshot or {}
+    cap = snap.get("penalty_cap_percent")
+    return {
+        "annual_rate": Decimal(snap.get("annual_interest_rate") or 0),
+        "fixed_fee": Decimal(snap.get("fixed_fee") or 0),
+        "grace_days": int(snap.get("grace_days") or 0),
+        "cap_percent": None if cap in (None, "") else Decimal(cap),
+    }
+
+
+def _lines_for(invoice: Invoice, charge: terms.PenaltyCharge, rate: Decimal) -> list[dict]:
+    lines = []
+    if charge.interest > 0:
+        lines.append(
+            {
+                "description": (
+                    f"Late-payment interest on {invoice.number} (due {invoice.due_date:%Y-%m-%d}): "
+                    f"{charge.period_start:%Y-%m-%d} to {charge.period_end:%Y-%m-%d}, {charge.days} days "
+                    f"at {rate}% p.a. (actual/365) on the balance outstanding each day"
+                    + (", limited by the penalty cap" if charge.capped else "")
+                ),
+                "net": charge.interest,
+            }
+        )
+    if charge.fee > 0:
+        lines.append({"description": f"Fixed recovery fee for late payment of {invoice.number}", "net": charge.fee})
+    return lines
+
+
+def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None = None, run_id: int | None = None):
+    """Assess a batch of invoices; returns (assessments, penalty invoices, interest, fees)."""
+    issue_date = issue_date or timezone.localdate()
+    with transaction.atomic():
+        invoices = list(
+            Invoice.objects.select_for_update(of=("self",))
+            .filter(pk__in=invoice_ids, kind=InvoiceKind.INVOICE, status__in=ASSESSABLE)
+            .order_by("pk")
+        )
+        ids = [i.pk for i in invoices]
+        history: dict[int, dict] = defaultdict(lambda: {"last": None, "charged": Decimal(0), "fee": False})
+        for a in PenaltyAssessment.objects.filter(invoice_id__in=ids).values(
+            "invoice_id", "period_end", "interest", "fee"
+        ):
+            h = history[a["invoice_id"]]
+            h["last"] = max(h["last"] or a["period_end"], a["period_end"])
+            h["charged"] += a["interest"] + a["fee"]
+            h["fee"] = h["fee"] or a["fee"] > 0
+        paid: dict[int, list] = defaultdict(list)
+        for inv, when, amount in Allocation.objects.filter(invoice_id__in=ids).values_list(
+            "invoice_id", "payment__received_on", "amount"
+        ):
+            paid[inv].append((when, amount))
+        for inv, when, amount in CreditApplication.objects.filter(invoice_id__in=ids).values_list(
+            "invoice_id", "credit_note__issue_date", "amount"
+        ):
+            paid[inv].append((when, amount))
+
+        planned = []
+        for invoice in invoices:
+            policy = _policy(invoice)
+            h = history[invoice.pk]
+            charge = terms.penalty_charge(
+                gross=invoice.gross_total,
+                due_date=invoice.due_date,
+                as_of=as_of,
+                payments=paid[invoice.pk],
+                annual_rate=policy["annual_rate"],
+                fixed_fee=policy["fixed_fee"],
+                grace_days=policy["grace_days"],
+                cap_percent=policy["cap_percent"],
+                last_period_end=h["last"],
+                charged_so_far=h["charged"],
+                fee_charged=h["fee"],
+                currency=invoice.currency,
+            )
+            if charge is None:
+                continue
+            # Record a zero assessment only where it closes the matter (paid, or capped out);
+            # otherwise wait until something has accrued.
+            if charge.total > 0 or charge.capped or invoice.status == InvoiceStatus.PAID:
+                planned.append((invoice, charge, policy["annual_rate"]))
+
+        charged = [(inv, c, r) for inv, c, r in planned if c.total > 0]
+        penalties: dict[int, Invoice] = {}
+        if charged:
+            first = number_block(series="PEN", year=issue_date.year, count=len(charged))
+            seller = dict(settings.OTC_COMPANY)
+            now = timezone.now()
+            docs = []
+            for n, (invoice, charge, _rate) in enumerate(charged):
+                seq = first + n
+                docs.append(
+                    Invoice(
+                        kind=InvoiceKind.PENALTY,
+                        series="PEN",
+                        sequence_year=issue_date.year,
+                        sequence_number=seq,
+                        number=f"PEN-{issue_date.year}-{seq:06d}",
+                        customer_id=invoice.customer_id,
+                        status=InvoiceStatus.ISSUED,
+                        issue_date=issue_date,
+                        due_date=issue_date,
+                        currency=invoice.currency,
+                        net_total=charge.total,
+                        tax_total=Decimal("0.00"),
+                        gross_total=charge.total,
+                        customer_snapshot=invoice.customer_snapshot,
+                        terms_snapshot=invoice.terms_snapshot,
+                        seller_snapshot=seller,
+                        original=invoice,
+                        tax_breakdown=[
+                            {
+                                "rate": "0.00",
+                                "category": TaxCategory.EXEMPT,
+                                "taxable": str(charge.total),
+                                "tax": "0.00",
+                            }
+                        ],
+                        issued_at=now,
+                        pdf_status=PdfStatus.PENDING,
+                    )
+                )
+            Invoice.objects.bulk_create(docs)
+            line_rows = []
+            for doc, (invoice, charge, rate) in zip(docs, charged, strict=True):
+                penalties[invoice.pk] = doc
+                for pos, spec in enumerate(_lines_for(invoice, charge, rate), start=1):
+                    line_rows.append(
+                        InvoiceLine(
+                            invoice=doc,
+                            position=pos,
+                            description=spec["description"],
+                            quantity=Decimal("1"),
+                            unit="unit",
+                            unit_price=spec["net"],
+                            tax_percent=Decimal("0"),
+                            tax_category=TaxCategory.EXEMPT,
+                            tax_note=TAX_NOTE,
+                            net_amount=spec["net"],
+                        )
+                    )
+            InvoiceLine.objects.bulk_create(line_rows)
+            stored: dict[int, list] = defaultdict(list)
+            for line in InvoiceLine.objects.filter(invoice__in=docs).order_by("invoice_id", "position", "id"):
+                stored[line.invoice_id].append(line)
+            for doc in docs:
+                doc.content_sha256 = doc.fingerprint(lines=stored[doc.pk])
+            Invoice.objects.bulk_update(docs, ["content_sha256"])
+
+        PenaltyAssessment.objects.bulk_create(
+            [
+                PenaltyAssessment(
+                    invoice=invoice,
+                    run_id=run_id,
+                    period_start=charge.period_start,
+                    period_end=charge.period_end,
+                    days=charge.days,
+                    annual_rate=rate,
+                    interest=charge.interest,
+                    fee=charge.fee,
+                    capped=charge.capped,
+                    penalty_invoice=penalties.get(invoice.pk),
+                )
+                for invoice, charge, rate in planned
+            ]
+        )
+        interest = sum((c.interest for _, c, _ in planned), Decimal(0))
+        fees = sum((c.fee for _, c, _ in planned), Decimal(0))
+        if penalties:
+            from invoicing.tasks import invoice_render_pdf
+
+            pdf_ids = [doc.pk for doc in penalties.values()]
+            transaction.on_commit(lambda: [invoice_render_pdf.delay(pk) for pk in pdf_ids])
+        return len(planned), len(penalties), interest, fees
+
+
+def run_start(*, as_of: date | None = None, batch_size: int = BATCH_SIZE) -> PenaltyRun:
+    """Plan a penalty run and enqueue its batches after commit."""
+    from .tasks import penalty_assess_batch
+
+    as_of = as_of or timezone.localdate()
+    ids = list(candidates(as_of=as_of).order_by("pk").values_list("pk", flat=True))
+    batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+    with transaction.atomic():
+        run = PenaltyRun.objects.create(as_of=as_of, candidates=len(ids), total_batches=len(batches))
+        if not batches:
+            run.status = PenaltyRunStatus.DONE
+            run.finished_at = timezone.now()
+            run.save(update_fields=["status", "finished_at"])
+            return run
+        transaction.on_commit(lambda: [penalty_assess_batch.delay(run.pk, batch) for batch in batches])
+    return run
+
+
+def run_batch(*, run_id: int, invoice_ids: list[int]) -> None:
+    run = PenaltyRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return
+    assessments, invoices, interest, fees = assess_batch(invoice_ids=invoice_ids, as_of=run.as_of, run_id=run_id)
+    with transaction.atomic():
+        PenaltyRun.objects.filter(pk=run_id).update(
+            processed_batches=F("processed_batches") + 1,
+            assessments=F("assessments") + assessments,
+            penalty_invoices=F("penalty_invoices") + invoices,
+            interest_total=F("interest_total") + interest,
+            fee_total=F("fee_total") + fees,
+        )
+        PenaltyRun.objects.filter(
+            pk=run_id, processed_batches__gte=F("total_batches"), status=PenaltyRunStatus.RUNNING
+        ).update(status=PenaltyRunStatus.DONE, finished_at=timezone.now())
+
+
+@transaction.atomic
+def penalty_waive(*, assessment: PenaltyAssessment, reason: str, actor=None) -> PenaltyAssessment:
+    """Waive a penalty: a credit note cancels its penalty invoice; audited."""
+    assessment = PenaltyAssessment.objects.select_for_update().get(pk=assessment.pk)
+    if assessment.waived_at:
+        from billing.errors import InvalidTransition
+
+        raise InvalidTransition(f"This penalty was waived on {assessment.waived_at:%Y-%m-%d}.")
+    if assessment.penalty_invoice_id:
+        invoice_credit(invoice=assessment.penalty_invoice, reason=f"Penalty waived: {reason}", actor=actor)
+    assessment.waived_at = timezone.now()
+    assessment.waived_by = actor if getattr(actor, "is_authenticated", False) else None
+    assessment.waive_reason = reason
+    assessment.save(update_fields=["waived_at", "waived_by", "waive_reason"])
+    audit_record(
+        actor=actor,
+        action="penalty.waived",
+        obj=assessment.invoice,
+        changes={"period_end": str(assessment.period_end), "amount": str(assessment.total), "reason": reason},
+    )
+    return assessment

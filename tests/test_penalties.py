@@ -1,0 +1,182 @@
+"""Penalty runs on the database, hand-computed. The invoice: 462.62 issued 2026-01-01, Net 30
+(due 2026-01-31), 12 % p.a. after 5 days' grace, fixed fee 40.00."""
+
+import threading
+from datetime import date
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import IntegrityError, connection, transaction
+
+from invoicing.models import Invoice, InvoiceKind, InvoiceStatus
+from payments import penalties
+from payments.models import PenaltyAssessment, PenaltyRun
+from payments.services import payment_record
+from tests.factories import CustomerFactory, PaymentTermsFactory
+
+D = Decimal
+
+
+@pytest.fixture
+def late_customer(db):
+    policy = PaymentTermsFactory(
+        name="Net 30, 12% after 5 days",
+        due_days=30,
+        grace_days=5,
+        annual_interest_rate=D("12.00"),
+        fixed_fee=D("40.00"),
+    )
+    return CustomerFactory(payment_terms=policy)
+
+
+@pytest.fixture
+def overdue(late_customer, make_issued_invoice):
+    invoice = make_issued_invoice(late_customer, issue_date=date(2026, 1, 1))
+    assert invoice.due_date == date(2026, 1, 31)
+    return invoice
+
+
+def assess(as_of, ids=None):
+    ids = ids if ids is not None else list(penalties.candidates(as_of=as_of).values_list("pk", flat=True))
+    return penalties.assess_batch(invoice_ids=ids, as_of=as_of, issue_date=as_of)
+
+
+def pay(customer, amount, on):
+    return payment_record(customer=customer, method="bank_transfer", amount=D(amount), currency="EUR", received_on=on)
+
+
+def penalty_invoices():
+    return Invoice.objects.filter(kind=InvoiceKind.PENALTY).order_by("sequence_number")
+
+
+@pytest.mark.django_db
+def test_grace_then_first_assessment_then_rerun(overdue):
+    assert assess(date(2026, 2, 5)) == (0, 0, D(0), D(0))
+    assessments, invoices, interest, fees = assess(date(2026, 2, 6))
+    assert (assessments, invoices, interest, fees) == (1, 1, D("0.91"), D("40.00"))  # 462.62 x 6 x 12 % / 365
+    pen = penalty_invoices().get()
+    assert pen.number == "PEN-2026-000001"
+    assert (pen.gross_total, pen.tax_total, pen.status, pen.original_id) == (D("40.91"), D("0"), "issued", overdue.pk)
+    assert [line.net_amount for line in pen.lines.order_by("position")] == [D("0.91"), D("40.00")]
+    assert "2026-02-01 to 2026-02-06, 6 days at 12.00% p.a." in pen.lines.first().description
+    assert pen.content_sha256 == pen.fingerprint()
+    # A rerun the same day finds nothing to do.
+    assert not penalties.candidates(as_of=date(2026, 2, 6)).exists()
+    assert assess(date(2026, 2, 6), ids=[overdue.pk]) == (0, 0, D(0), D(0))
+    assert penalty_invoices().count() == 1
+
+
+@pytest.mark.django_db
+def test_second_month_with_a_partial_payment_then_paid(late_customer, overdue):
+    assess(date(2026, 2, 6))
+    pay(late_customer, "200.00", date(2026, 2, 15))
+    # 8 days on 462.62 + 14 days on 262.62 = 7,377.64 x 12 % / 365 = 2.4255
+    assert assess(date(2026, 2, 28))[2:] == (D("2.43"), D("0"))
+    pay(late_customer, "262.62", date(2026, 3, 10))
+    overdue.refresh_from_db()
+    assert overdue.status == InvoiceStatus.PAID
+    # Paid on 10 March: 9 days on 262.62 = 0.7771, still charged although the principal is paid.
+    assert assess(date(2026, 3, 31))[2] == D("0.78")
+    assert not penalties.candidates(as_of=date(2026, 4, 30)).exists()
+    periods = list(PenaltyAssessment.objects.values_list("period_start", "period_end"))
+    assert periods == [
+        (date(2026, 2, 1), date(2026, 2, 6)),
+        (date(2026, 2, 7), date(2026, 2, 28)),
+        (date(2026, 3, 1), date(2026, 3, 31)),
+    ]
+    assert [p.number for p in penalty_invoices()] == ["PEN-2026-000001", "PEN-2026-000002", "PEN-2026-000003"]
+
+
+@pytest.mark.django_db
+def test_cap_reached(make_issued_invoice):
+    policy = PaymentTermsFactory(
+        name="capped",
+        due_days=30,
+        grace_days=0,
+        annual_interest_rate=D("12"),
+        fixed_fee=D("40"),
+        penalty_cap_percent=D("10.00"),
+    )  # cap 46.26
+    invoice = make_issued_invoice(CustomerFactory(payment_terms=policy), issue_date=date(2026, 1, 1))
+    assess(date(2026, 2, 6))  # 40.91
+    assert assess(date(2026, 3, 31))[2] == D("5.35")  # 53 days would be 8.06; 46.26 - 40.91 = 5.35
+    assert PenaltyAssessment.objects.get(period_end=date(2026, 3, 31)).capped
+    assert not penalties.candidates(as_of=date(2026, 4, 30)).filter(pk=invoice.pk).exists()
+    assert sum(p.gross_total for p in penalty_invoices()) == D("46.26")
+
+
+@pytest.mark.django_db
+def test_penalties_never_accrue_penalties_and_neutral_terms_charge_nothing(overdue, make_issued_invoice):
+    assess(date(2026, 2, 6))
+    neutral = make_issued_invoice(CustomerFactory(), issue_date=date(2026, 1, 1))  # no interest, no fee
+    ids = set(penalties.candidates(as_of=date(2026, 6, 30)).values_list("pk", flat=True))
+    assert ids == {overdue.pk}
+    assert neutral.pk not in ids
+
+
+@pytest.mark.django_db
+def test_waive_credits_the_penalty_invoice_and_is_audited(overdue, user):
+    from billing.models import AuditEvent
+
+    assess(date(2026, 2, 6))
+    assessment = PenaltyAssessment.objects.get()
+    penalties.penalty_waive(assessment=assessment, reason="Goodwill", actor=user)
+    pen = assessment.penalty_invoice
+    pen.refresh_from_db()
+    assert pen.status == InvoiceStatus.PAID and pen.corrections.get().gross_total == D("40.91")
+    assert AuditEvent.objects.filter(action="penalty.waived", actor=user).exists()
+
+
+@pytest.mark.django_db
+def test_one_assessment_per_invoice_and_period_is_enforced_by_the_database(overdue):
+    assess(date(2026, 2, 6))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PenaltyAssessment.objects.create(
+            invoice=overdue,
+            period_start=date(2026, 2, 1),
+            period_end=date(2026, 2, 6),
+            days=6,
+            annual_rate=D("12"),
+            interest=D("1"),
+            fee=D("0"),
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_runs_charge_once(late_customer, make_issued_invoice):
+    invoices = [make_issued_invoice(late_customer, issue_date=date(2026, 1, 1)) for _ in range(10)]
+    ids = [i.pk for i in invoices]
+    barrier = threading.Barrier(2)
+    results = []
+
+    def work():
+        barrier.wait()
+        try:
+            results.append(penalties.assess_batch(invoice_ids=ids, as_of=date(2026, 2, 6), issue_date=date(2026, 2, 6)))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r[1] for r in results) == [0, 10]
+    assert PenaltyAssessment.objects.count() == 10
+    assert sorted(penalty_invoices().values_list("sequence_number", flat=True)) == list(range(1, 11))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_assess_penalties_command_waits_for_the_real_worker(celery_worker_process, late_customer, make_issued_invoice):
+    for _ in range(3):
+        make_issued_invoice(late_customer, issue_date=date(2026, 1, 1))
+    out = StringIO()
+    call_command("assess_penalties", "--as-of", "2026-02-06", stdout=out)
+    assert "3 assessment(s), 3 penalty invoice(s), interest 2.73, fees 120.00" in out.getvalue()
+    out = StringIO()
+    call_command("assess_penalties", "--as-of", "2026-02-06", stdout=out)
+    assert "0 candidate invoice(s)" in out.getvalue()
+    assert PenaltyRun.objects.count() == 2
