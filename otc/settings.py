@@ -190,6 +190,8 @@ if not REDIS_URL:
         "data_folder_in": str(_queue / "out"),
         "data_folder_out": str(_queue / "out"),
         "processed_folder": str(_queue / "processed"),
+        # Exchange bindings (the worker's remote control uses them); kombu's default is ./control.
+        "control_folder": str(_queue / "control"),
     }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
@@ -210,6 +212,14 @@ CELERY_BEAT_SCHEDULE = {
     "invoicing-sweep-pending-pdfs": {
         "task": "invoicing.tasks.invoice_sweep_pending_pdfs",
         "schedule": timedelta(minutes=10),
+    },
+    "invoicing-billing-run": {
+        "task": "invoicing.tasks.billing_run_daily",
+        "schedule": crontab(hour=1, minute=0),
+    },
+    "payments-penalty-run": {
+        "task": "payments.tasks.penalty_run_daily",
+        "schedule": crontab(hour=1, minute=30),
     },
     "kpis-log-summary": {
         "task": "kpis.tasks.kpi_log_summary",
