@@ -10,25 +10,25 @@ from django.views.decorators.http import require_POST
 
 from billing.errors import DomainError
 from billing.models import TaxCategory
-from billing.views import sorted_page
+from billing.views import filter_values, sorted_page
 from orders.models import Order
 
 from . import services
 from .forms import InvoiceListFilter
-from .models import OPEN_STATUSES, Invoice, InvoiceStatus, PdfStatus
+from .models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceStatus, PdfStatus
 
 
 @login_required
 def invoice_list(request):
     filters = InvoiceListFilter(request.GET or None)
-    data = filters.cleaned_data if filters.is_valid() else {}
+    data = filter_values(filters)
     today = timezone.localdate()
     qs = Invoice.objects.select_related("customer").annotate(balance_due=F("gross_total") - F("amount_paid"))
     if q := data.get("q"):
         qs = qs.filter(Q(number__icontains=q) | Q(customer__name__icontains=q) | Q(customer__code__icontains=q))
     if status := data.get("status"):
         if status == "overdue":
-            qs = qs.filter(status__in=OPEN_STATUSES, due_date__lt=today)
+            qs = qs.filter(status__in=OPEN_STATUSES, due_date__lt=today).exclude(kind=InvoiceKind.CREDIT_NOTE)
         else:
             qs = qs.filter(status=status)
     if kind := data.get("kind"):
@@ -51,8 +51,7 @@ def invoice_list(request):
     )
     context.update(
         filters=filters,
-        filtered=bool(data and any(data.values())),
-        any_exist=Invoice.objects.exists(),
+        filtered=bool(data),
         today=today,
         open_statuses=OPEN_STATUSES,
     )
@@ -67,6 +66,7 @@ def invoice_detail(request, pk: int):
     is_draft = invoice.status == InvoiceStatus.DRAFT
     today = timezone.localdate()
     categories = dict(TaxCategory.choices)
+    lines = list(invoice.lines.select_related("order_line"))
     context = {
         "invoice": invoice,
         "is_draft": is_draft,
@@ -75,17 +75,22 @@ def invoice_detail(request, pk: int):
         "terms_text": invoice.customer.payment_terms.text(invoice.currency)
         if is_draft
         else invoice.terms_snapshot.get("text", ""),
-        "lines": invoice.lines.all(),
-        "tax_breakdown": [{**row, "category_label": categories.get(row["category"], row["category"])} for row in invoice.tax_breakdown],
-        "tax_notes": sorted({line.tax_note for line in invoice.lines.all() if line.tax_note}),
+        "lines": lines,
+        "tax_breakdown": [
+            {**row, "category_label": categories.get(row["category"], row["category"])} for row in invoice.tax_breakdown
+        ],
+        "tax_notes": sorted({line.tax_note for line in lines if line.tax_note}),
         "allocations": invoice.allocations.select_related("payment").order_by("created_at", "pk"),
+        "credits_received": invoice.credits_received.select_related("credit_note").order_by("pk"),
+        "credits_applied": invoice.credit_applications.select_related("invoice").order_by("pk"),
         "corrections": invoice.corrections.all().order_by("pk"),
         "orders": Order.objects.filter(lines__invoice_lines__invoice=invoice).distinct().order_by("pk"),
         "days_overdue": (today - invoice.due_date).days
-        if invoice.is_open and invoice.due_date and invoice.due_date < today
+        if invoice.is_open and invoice.kind != InvoiceKind.CREDIT_NOTE and invoice.due_date < today
         else 0,
         "can_issue": is_draft,
-        "can_pay": invoice.is_open,
+        # A credit note's open balance is credit owed to the customer, not money to collect.
+        "can_pay": invoice.is_open and invoice.kind != InvoiceKind.CREDIT_NOTE,
     }
     return render(request, "invoicing/invoice_detail.html", context)
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from billing.errors import ValidationFailed
 from billing.models import Customer, PaymentMethod
 from billing.services import audit_record
-from invoicing.models import OPEN_STATUSES, Invoice
+from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 from invoicing.services import invoice_set_amount_paid
 
 from .models import Allocation, Payment, PaymentSource
@@ -43,10 +43,13 @@ def payment_allocate(*, payment: Payment, allocations: list[dict] | None = None,
             locked = {i.pk: i for i in Invoice.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
             plan = [(locked[a["invoice"].pk], Decimal(a["amount"])) for a in allocations]
         else:
+            # A credit note's open balance is credit owed to the customer: a payment never settles it.
             open_ids = list(
                 Invoice.objects.filter(
                     customer_id=payment.customer_id, status__in=OPEN_STATUSES, currency=payment.currency
-                ).values_list("pk", flat=True)
+                )
+                .exclude(kind=InvoiceKind.CREDIT_NOTE)
+                .values_list("pk", flat=True)
             )
             locked = {i.pk: i for i in Invoice.objects.select_for_update().filter(pk__in=open_ids).order_by("pk")}
             plan = _plan_oldest_first(payment, [i for i in locked.values() if i.status in OPEN_STATUSES])
@@ -62,6 +65,8 @@ def payment_allocate(*, payment: Payment, allocations: list[dict] | None = None,
                 errors.append(f"Invoice {invoice} is in {invoice.currency}, the payment in {payment.currency}.")
             if invoice.status not in OPEN_STATUSES:
                 errors.append(f"Invoice {invoice} is {invoice.get_status_display().lower()}; it takes no payment.")
+            if invoice.kind == InvoiceKind.CREDIT_NOTE:
+                errors.append(f"{invoice} is a credit note; a payment cannot be allocated to it.")
         for pk, amount in wanted.items():
             invoice = locked[pk]
             if invoice.status in OPEN_STATUSES and amount > invoice.balance:

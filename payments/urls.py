@@ -1,1 +1,10 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("payments/", views.payment_list, name="payment-list"),
+    path("payments/new/", views.payment_create, name="payment-create"),
+    path("payments/<int:pk>/", views.payment_detail, name="payment-detail"),
+    path("payments/<int:pk>/allocate/", views.payment_allocate, name="payment-allocate"),
+]

@@ -1,0 +1,98 @@
+"""Browser forms for payments."""
+
+from decimal import Decimal
+
+from django import forms
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.forms import BootstrapForm, CurrencyField, ListFilter
+from billing.models import Customer, PaymentMethod
+from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
+from orders.forms import CustomerChoiceField
+
+
+class InvoiceChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        due = f"due {obj.due_date:%d %b %Y}" if obj.due_date else "no due date"
+        return f"{obj.number} · {due} · balance {obj.balance:,.2f} {obj.currency}"
+
+
+class PaymentForm(BootstrapForm):
+    customer = CustomerChoiceField(queryset=Customer.objects.none(), empty_label="Choose a customer…")
+    method = forms.ChoiceField(choices=PaymentMethod.choices)
+    amount = forms.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0.01", "class": "text-end"}),
+    )
+    currency = CurrencyField(help_text="")
+    received_on = forms.DateField(
+        label="Received on", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    reference = forms.CharField(required=False, max_length=140, help_text="Bank or gateway reference, remittance text.")
+    invoice = InvoiceChoiceField(
+        queryset=Invoice.objects.none(),
+        required=False,
+        label="Allocate to invoice",
+        empty_label="Open invoices, oldest due first",
+        help_text="The payment settles up to this invoice's balance; any rest stays as customer credit.",
+    )
+
+    def __init__(self, *args, customer: Customer | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.customer = customer
+        self.fields["customer"].queryset = Customer.objects.select_related("payment_terms").order_by("name")
+        # Choosing the customer re-renders the form (htmx) with their currency, methods and open invoices.
+        self.fields["customer"].widget.attrs.update(
+            {
+                "autofocus": True,
+                "hx-get": reverse("payment-create"),
+                "hx-trigger": "change",
+                "hx-target": "#payment-form-body",
+                "hx-select": "#payment-form-body",
+                "hx-swap": "outerHTML",
+            }
+        )
+        invoices = (
+            Invoice.objects.filter(status__in=OPEN_STATUSES)
+            .exclude(kind=InvoiceKind.CREDIT_NOTE)
+            .order_by("due_date", "pk")
+        )
+        if customer is not None:
+            invoices = invoices.filter(customer=customer)
+            accepted = customer.payment_terms.accepted_methods or []
+            labels = dict(PaymentMethod.choices)
+            names = ", ".join(str(labels.get(m, m)) for m in accepted) or "none"
+            self.fields["method"].help_text = f"Accepted under {customer.payment_terms.name}: {names}."
+        self.fields["invoice"].queryset = invoices
+
+    def clean_received_on(self):
+        received_on = self.cleaned_data["received_on"]
+        if received_on > timezone.localdate():
+            raise forms.ValidationError("A payment cannot be received in the future.")
+        return received_on
+
+    def clean(self):
+        cleaned = super().clean()
+        customer, invoice, currency = cleaned.get("customer"), cleaned.get("invoice"), cleaned.get("currency")
+        if invoice and customer and invoice.customer_id != customer.pk:
+            self.add_error("invoice", f"Invoice {invoice} belongs to another customer.")
+        elif invoice and currency and invoice.currency != currency:
+            self.add_error("invoice", f"Invoice {invoice} is in {invoice.currency}; the payment is in {currency}.")
+        return cleaned
+
+
+class PaymentListFilter(ListFilter):
+    method = forms.ChoiceField(required=False, choices=[("", "Any method"), *PaymentMethod.choices])
+    credit = forms.ChoiceField(
+        required=False,
+        label="Allocation",
+        choices=[("", "Allocated or not"), ("unallocated", "With unallocated credit"), ("allocated", "Fully used")],
+    )
+    customer = forms.ModelChoiceField(queryset=Customer.objects.none(), required=False, empty_label="Any customer")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["customer"].queryset = Customer.objects.only("pk", "name", "code").order_by("name")

@@ -1,0 +1,163 @@
+"""Payment pages: list, detail, recording a payment and allocating left-over credit."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import F, Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from billing.errors import DomainError
+from billing.models import Customer, PaymentMethod
+from billing.views import filter_values, form_errors_from, sorted_page
+from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
+
+from . import services
+from .forms import PaymentForm, PaymentListFilter
+from .models import Payment, PaymentSource
+
+
+@login_required
+def payment_list(request):
+    filters = PaymentListFilter(request.GET or None)
+    data = filter_values(filters)
+    qs = Payment.objects.select_related("customer").annotate(
+        unallocated=F("amount") - F("allocated_amount") - F("refunded_amount")
+    )
+    if q := data.get("q"):
+        qs = qs.filter(
+            Q(number__icontains=q)
+            | Q(reference__icontains=q)
+            | Q(customer__name__icontains=q)
+            | Q(customer__code__icontains=q)
+        )
+    if method := data.get("method"):
+        qs = qs.filter(method=method)
+    if credit := data.get("credit"):
+        qs = qs.filter(unallocated__gt=0) if credit == "unallocated" else qs.filter(unallocated=0)
+    if customer := data.get("customer"):
+        qs = qs.filter(customer=customer)
+    context = sorted_page(
+        request,
+        qs,
+        sorts={
+            "number": ("number",),
+            "received": ("received_on",),
+            "customer": ("customer__name",),
+            "method": ("method",),
+            "amount": ("amount",),
+            "unallocated": ("unallocated",),
+        },
+        default="-received",
+    )
+    context.update(filters=filters, filtered=bool(data))
+    return render(request, "payments/payment_list.html", context)
+
+
+@login_required
+def payment_detail(request, pk: int):
+    payment = get_object_or_404(Payment.objects.select_related("customer", "created_by"), pk=pk)
+    open_invoices = Invoice.objects.filter(
+        customer_id=payment.customer_id, status__in=OPEN_STATUSES, currency=payment.currency
+    ).exclude(kind=InvoiceKind.CREDIT_NOTE)
+    context = {
+        "payment": payment,
+        "allocations": payment.allocations.select_related("invoice", "created_by").order_by("created_at", "pk"),
+        "can_allocate": payment.unallocated_amount > 0 and open_invoices.exists(),
+    }
+    return render(request, "payments/payment_detail.html", context)
+
+
+def _int_param(request, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+def _initial(request) -> tuple[dict, Customer | None]:
+    """Pre-fill the form from ?customer= and ?invoice= (from a customer or an invoice page)."""
+    initial: dict = {"received_on": timezone.localdate()}
+    customer = None
+    if (invoice_id := _int_param(request, "invoice")) is not None:
+        invoice = (
+            Invoice.objects.select_related("customer__payment_terms")
+            .filter(pk=invoice_id, status__in=OPEN_STATUSES)
+            .exclude(kind=InvoiceKind.CREDIT_NOTE)
+            .first()
+        )
+        if invoice is not None:
+            customer = invoice.customer
+            initial.update(invoice=invoice.pk, amount=invoice.balance, currency=invoice.currency)
+    if customer is None and (customer_id := _int_param(request, "customer")) is not None:
+        customer = Customer.objects.select_related("payment_terms").filter(pk=customer_id).first()
+    if customer is not None:
+        initial["customer"] = customer.pk
+        initial.setdefault("currency", customer.currency)
+        accepted = customer.payment_terms.accepted_methods or []
+        if accepted:
+            initial["method"] = accepted[0]
+    return initial, customer
+
+
+@login_required
+def payment_create(request):
+    if request.method != "POST":
+        initial, customer = _initial(request)
+        form = PaymentForm(initial=initial, customer=customer)
+        return render(request, "payments/payment_form.html", {"form": form})
+
+    posted = request.POST.get("customer", "")
+    customer = (
+        Customer.objects.select_related("payment_terms").filter(pk=int(posted)).first() if posted.isdigit() else None
+    )
+    form = PaymentForm(request.POST, customer=customer)
+    if form.is_valid():
+        data = form.cleaned_data
+        invoice = data["invoice"]
+        allocations = [{"invoice": invoice, "amount": min(data["amount"], invoice.balance)}] if invoice else None
+        try:
+            payment = services.payment_record(
+                customer=data["customer"],
+                method=data["method"],
+                amount=data["amount"],
+                currency=data["currency"],
+                received_on=data["received_on"],
+                reference=data["reference"],
+                source=PaymentSource.UI,
+                allocations=allocations,
+                actor=request.user,
+            )
+        except DomainError as e:
+            form_errors_from(form, e)
+        else:
+            messages.success(
+                request,
+                f"Payment {payment.number} of {payment.amount:,.2f} {payment.currency} recorded: "
+                f"{payment.allocated_amount:,.2f} allocated, {payment.unallocated_amount:,.2f} left as credit.",
+            )
+            if not payment.method_accepted:
+                terms = payment.customer.payment_terms
+                messages.warning(
+                    request,
+                    f"{PaymentMethod(payment.method).label} is not an accepted payment method under "
+                    f"{terms.name} for {payment.customer.name}. The payment is recorded; check it with the customer.",
+                )
+            return redirect(payment)
+    return render(request, "payments/payment_form.html", {"form": form})
+
+
+@login_required
+@require_POST
+def payment_allocate(request, pk: int):
+    """Spend a payment's unallocated credit on the customer's open invoices, oldest due first."""
+    payment = get_object_or_404(Payment, pk=pk)
+    try:
+        created = services.payment_allocate(payment=payment, actor=request.user)
+    except DomainError as e:
+        messages.error(request, e.message)
+    else:
+        if created:
+            total = sum(a.amount for a in created)
+            messages.success(request, f"{total:,.2f} {payment.currency} allocated to {len(created)} invoice(s).")
+        else:
+            messages.info(request, "Nothing to allocate: no open invoice in this currency, or no credit left.")
+    return redirect(payment)
