@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from . import services
 from .models import AuditEvent, Contact, Customer, PaymentTerms, TaxRate
 
 
@@ -37,6 +38,9 @@ class ContactInline(admin.TabularInline):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
+    """Saves through billing.services like every other door, so admin edits are validated and audited
+    field by field, contacts included."""
+
     list_display = [
         "code",
         "name",
@@ -54,18 +58,36 @@ class CustomerAdmin(admin.ModelAdmin):
     inlines = [ContactInline]
 
     def save_model(self, request, obj, form, change):
-        from .services import audit_record
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+        if change:
+            saved = services.customer_update(customer=obj, actor=request.user, **fields)
+        else:
+            saved = services.customer_create(actor=request.user, **form.cleaned_data)
+        obj.pk, obj.code = saved.pk, saved.code
 
-        super().save_model(request, obj, form, change)
-        if not obj.code:
-            obj.code = f"C{obj.pk:05d}"
-            obj.save(update_fields=["code"])
-        audit_record(
-            actor=request.user,
-            action="customer.updated" if change else "customer.created",
-            obj=obj,
-            changes={"fields": form.changed_data},
-        )
+    def save_related(self, request, form, formsets, change):
+        contact_sets = [f for f in formsets if f.model is Contact]
+        if any(f.has_changed() for f in contact_sets):
+            rows = []
+            for formset in contact_sets:
+                for contact_form in formset.forms:
+                    data = contact_form.cleaned_data
+                    if not data or data.get("DELETE"):
+                        continue
+                    row = {name: data.get(name) for name in services.CONTACT_FIELDS}
+                    row["email"] = row["email"] or ""
+                    if data.get("id"):
+                        row["id"] = data["id"].pk
+                    rows.append(row)
+            services.customer_update(customer=form.instance, actor=request.user, contacts=rows)
+        for formset in contact_sets:
+            # What formset.save() would have set; the admin's log message reads it. The audit trail
+            # written by the service has the detail.
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        form.save_m2m()
+        for formset in formsets:
+            if formset.model is not Contact:
+                self.save_formset(request, form, formset, change=change)
 
 
 @admin.register(AuditEvent)

@@ -14,7 +14,16 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.settings import api_settings
 
 from . import services
-from .models import BillingCycle, BillingMethod, Customer, PaymentCycle, PaymentMethod, PaymentTerms, TaxRate
+from .models import (
+    BillingCycle,
+    BillingMethod,
+    Contact,
+    Customer,
+    PaymentCycle,
+    PaymentMethod,
+    PaymentTerms,
+    TaxRate,
+)
 
 # --- Shared pieces -----------------------------------------------------------------------------
 
@@ -194,11 +203,79 @@ class AddressSerializer(serializers.Serializer):
     country = UpperCodeField(2, source="billing_country", required=False, allow_blank=True)
 
 
+class ShippingAddressSerializer(serializers.Serializer):
+    line1 = serializers.CharField(source="shipping_line1", max_length=200, required=False, allow_blank=True)
+    line2 = serializers.CharField(source="shipping_line2", max_length=200, required=False, allow_blank=True)
+    city = serializers.CharField(source="shipping_city", max_length=100, required=False, allow_blank=True)
+    postal_code = serializers.CharField(source="shipping_postal_code", max_length=20, required=False, allow_blank=True)
+    region = serializers.CharField(source="shipping_region", max_length=100, required=False, allow_blank=True)
+    country = UpperCodeField(2, source="shipping_country", required=False, allow_blank=True)
+
+
+class ContactSerializer(serializers.ModelSerializer):
+    id = serializers.IntegerField(
+        required=False, help_text="Keeps (and updates) that contact; rows without an id are added."
+    )
+
+    class Meta:
+        model = Contact
+        fields = ["id", "name", "role", "email", "phone", "receives_invoices"]
+
+    def validate(self, attrs):
+        contact = Contact(**{k: v for k, v in attrs.items() if k != "id"})
+        try:
+            contact.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
+
+
+# Model field -> where the API shows it, for errors found by the model's own validation.
+_NESTED = {
+    **{f"billing_{part}": ("billing_address", part) for part in AddressSerializer().fields},
+    **{f"shipping_{part}": ("shipping_address", part) for part in ShippingAddressSerializer().fields},
+}
+
+
+def _api_errors(errors: dict[str, list[str]]) -> dict:
+    """The model's validation errors under the API's field names (addresses nested)."""
+    shaped: dict = {}
+    for name, messages in errors.items():
+        if name in _NESTED:
+            group, part = _NESTED[name]
+            shaped.setdefault(group, {})[part] = messages
+        elif name == NON_FIELD_ERRORS:
+            shaped[api_settings.NON_FIELD_ERRORS_KEY] = messages
+        else:
+            shaped[name] = messages
+    return shaped
+
+
 class CustomerSerializer(serializers.ModelSerializer):
     currency = UpperCodeField(3, help_text="ISO 4217 code, e.g. EUR.")
+    tax_id = serializers.CharField(
+        max_length=40,
+        required=False,
+        allow_blank=True,
+        help_text="Checked against the billing country (EU and UK VAT numbers, US EIN, ...) and stored compact.",
+    )
     billing_method = serializers.ChoiceField(choices=BillingMethod.choices, required=False)
     billing_cycle = serializers.ChoiceField(choices=BillingCycle.choices, required=False)
     billing_address = AddressSerializer(source="*", required=False)
+    shipping_same_as_billing = serializers.BooleanField(
+        required=False,
+        help_text="True (the default) ships to the billing address; sending a shipping_address without it sets it "
+        "to false.",
+    )
+    shipping_address = ShippingAddressSerializer(
+        source="*", required=False, help_text="Where goods go; the billing address when shipping_same_as_billing."
+    )
+    contacts = ContactSerializer(
+        many=True,
+        required=False,
+        help_text="When sent, the customer's contacts become this list: rows with an id update that contact, rows "
+        "without one are added, contacts left out are removed.",
+    )
 
     class Meta:
         model = Customer
@@ -218,12 +295,21 @@ class CustomerSerializer(serializers.ModelSerializer):
             "on_hold",
             "on_hold_reason",
             "billing_address",
+            "shipping_same_as_billing",
+            "shipping_address",
+            "contacts",
         ]
         extra_kwargs = {
             "email": {"required": True},
             "payment_terms": {"required": True},
             "credit_limit": {"allow_null": True, "min_value": 0, "help_text": "null means unlimited."},
         }
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if instance.shipping_same_as_billing:
+            data["shipping_address"] = dict(data["billing_address"])
+        return data
 
     def validate_code(self, value):
         if self.instance is not None and not value:
@@ -236,13 +322,29 @@ class CustomerSerializer(serializers.ModelSerializer):
         # The model's check constraint (customer_hold_has_reason), reported on the field to fill in.
         if on_hold and not reason:
             raise serializers.ValidationError({"on_hold_reason": ["Give a reason when the customer is on hold."]})
+        sends_shipping = any(name.startswith("shipping_") and name != "shipping_same_as_billing" for name in attrs)
+        if sends_shipping and "shipping_same_as_billing" not in attrs:
+            attrs["shipping_same_as_billing"] = False
+        # The model's own validation (tax id for the country, ISO codes, shipping address) on a copy, so
+        # the errors come back as a 400 on the API's fields and nothing is saved.
+        customer = copy.copy(self.instance) if self.instance is not None else Customer()
+        for name, value in attrs.items():
+            if name != "contacts":
+                setattr(customer, name, value)
+        try:
+            customer.full_clean(exclude=["code"], validate_unique=False)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(_api_errors(exc.message_dict)) from exc
+        attrs["tax_id"] = customer.tax_id
         return attrs
 
     def create(self, validated_data):
-        return services.customer_create(actor=actor(self), **validated_data)
+        contacts = validated_data.pop("contacts", None)
+        return services.customer_create(actor=actor(self), contacts=contacts, **validated_data)
 
     def update(self, instance, validated_data):
-        return services.customer_update(customer=instance, actor=actor(self), **validated_data)
+        contacts = validated_data.pop("contacts", None)
+        return services.customer_update(customer=instance, actor=actor(self), contacts=contacts, **validated_data)
 
 
 class CustomerFilter(filters.FilterSet):
@@ -267,7 +369,7 @@ class CustomerViewSet(
     """Customers (billing accounts). Changes go through the billing services and are audited.
     Not deletable: put a customer on hold instead."""
 
-    queryset = Customer.objects.all()
+    queryset = Customer.objects.prefetch_related("contacts")
     serializer_class = CustomerSerializer
     filterset_class = CustomerFilter
     search_fields = ["code", "name", "legal_name", "email", "tax_id"]

@@ -30,3 +30,10 @@ class Conflict(DomainError):
 class ValidationFailed(DomainError):
     code = "invalid"
     status = 400
+
+
+class PermissionDenied(DomainError):
+    """The actor lacks the permission this action needs (a price override, a credit override)."""
+
+    code = "permission_denied"
+    status = 403

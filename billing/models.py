@@ -3,12 +3,14 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
 from . import terms as terms_math
+from .validators import normalize_code, normalize_tax_id, validate_country_code, validate_currency_code
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 PERCENT = {"max_digits": 5, "decimal_places": 2, "validators": [MinValueValidator(0), MaxValueValidator(100)]}
@@ -165,10 +167,14 @@ class Customer(models.Model):
     code = models.CharField(max_length=30, unique=True, blank=True, help_text="Left empty, one is assigned.")
     name = models.CharField(max_length=200)
     legal_name = models.CharField(max_length=200, blank=True)
-    tax_id = models.CharField(max_length=40, blank=True, help_text="VAT number or other tax identifier.")
-    email = models.EmailField(help_text="Billing e-mail: invoices are sent here.")
+    tax_id = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="VAT number (EIN in the US), checked against the billing country and stored without spaces.",
+    )
+    email = models.EmailField("billing email", help_text="Invoices are sent here.")
     phone = models.CharField(max_length=40, blank=True)
-    currency = models.CharField(max_length=3, default="EUR")
+    currency = models.CharField(max_length=3, default="EUR", validators=[validate_currency_code])
     payment_terms = models.ForeignKey(PaymentTerms, on_delete=models.PROTECT, related_name="customers")
     billing_method = models.CharField(max_length=20, choices=BillingMethod.choices, default=BillingMethod.ELECTRONIC)
     billing_cycle = models.CharField(max_length=20, choices=BillingCycle.choices, default=BillingCycle.PER_ORDER)
@@ -180,11 +186,25 @@ class Customer(models.Model):
     billing_city = models.CharField("city", max_length=100, blank=True)
     billing_postal_code = models.CharField("postal code", max_length=20, blank=True)
     billing_region = models.CharField("region", max_length=100, blank=True)
-    billing_country = models.CharField("country", max_length=2, blank=True, help_text="ISO 3166 code, e.g. FR.")
+    billing_country = models.CharField(
+        "country", max_length=2, blank=True, validators=[validate_country_code], help_text="ISO 3166 code, e.g. FR."
+    )
+    shipping_same_as_billing = models.BooleanField("ship to the billing address", default=True)
+    shipping_line1 = models.CharField("shipping line 1", max_length=200, blank=True)
+    shipping_line2 = models.CharField("shipping line 2", max_length=200, blank=True)
+    shipping_city = models.CharField("shipping city", max_length=100, blank=True)
+    shipping_postal_code = models.CharField("shipping postal code", max_length=20, blank=True)
+    shipping_region = models.CharField("shipping region", max_length=100, blank=True)
+    shipping_country = models.CharField(
+        "shipping country", max_length=2, blank=True, validators=[validate_country_code], help_text="ISO 3166 code."
+    )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Case-insensitive prefix search on code, name, tax id and e-mail is served on PostgreSQL by
+    # expression indexes on UPPER(column) with text_pattern_ops (billing migration 0002): they are
+    # PostgreSQL-only, so they live in the migration rather than here.
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -192,6 +212,32 @@ class Customer(models.Model):
                 condition=Q(credit_limit__isnull=True) | Q(credit_limit__gte=0), name="customer_credit_limit_nonneg"
             ),
             models.CheckConstraint(condition=~Q(on_hold=True, on_hold_reason=""), name="customer_hold_has_reason"),
+            models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="customer_currency_iso_shape"),
+            models.CheckConstraint(
+                condition=Q(billing_country="") | Q(billing_country__regex=r"^[A-Z]{2}$"),
+                name="customer_billing_country_iso_shape",
+            ),
+            models.CheckConstraint(
+                condition=Q(shipping_country="") | Q(shipping_country__regex=r"^[A-Z]{2}$"),
+                name="customer_shipping_country_iso_shape",
+            ),
+            # One source of truth: a customer shipping to the billing address keeps no second address.
+            models.CheckConstraint(
+                condition=Q(shipping_same_as_billing=False)
+                | Q(
+                    shipping_line1="",
+                    shipping_line2="",
+                    shipping_city="",
+                    shipping_postal_code="",
+                    shipping_region="",
+                    shipping_country="",
+                ),
+                name="customer_shipping_blank_when_same",
+            ),
+            models.CheckConstraint(
+                condition=Q(shipping_same_as_billing=True) | (~Q(shipping_line1="") & ~Q(shipping_city="")),
+                name="customer_shipping_has_street_and_city",
+            ),
         ]
         indexes = [models.Index(fields=["email"])]
 
@@ -201,12 +247,49 @@ class Customer(models.Model):
     def get_absolute_url(self):
         return reverse("customer-detail", args=[self.pk])
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._stored_tax_id = (instance.__dict__.get("tax_id"), instance.__dict__.get("billing_country"))
+        return instance
+
+    def clean_fields(self, exclude=None):
+        # ISO codes are stored upper-case whatever the caller typed; the validators then see them so.
+        for name in ("currency", "billing_country", "shipping_country"):
+            setattr(self, name, normalize_code(getattr(self, name)))
+        super().clean_fields(exclude=exclude)
+
+    def clean(self):
+        errors: dict[str, list[str]] = {}
+        # A tax id is checked when it is entered or the country changes; one stored before the check
+        # existed does not block an unrelated edit (putting the customer on hold, say).
+        if (self.tax_id, self.billing_country) != getattr(self, "_stored_tax_id", None):
+            try:
+                self.tax_id = normalize_tax_id(self.tax_id, self.billing_country)
+            except ValidationError as exc:
+                errors["tax_id"] = exc.messages
+        if self.on_hold and not (self.on_hold_reason or "").strip():
+            errors["on_hold_reason"] = ["Say why the customer is on hold."]
+        if self.shipping_same_as_billing:
+            for name in SHIPPING_FIELDS:
+                setattr(self, name, "")
+        else:
+            hint = "or deliver to the billing address."
+            if not self.shipping_line1.strip():
+                errors["shipping_line1"] = [f"Enter the street of the shipping address, {hint}"]
+            if not self.shipping_city.strip():
+                errors["shipping_city"] = [f"Enter the city of the shipping address, {hint}"]
+        if errors:
+            raise ValidationError(errors)
+
     @property
     def billing_address_lines(self) -> list[str]:
-        city = " ".join(p for p in [self.billing_postal_code, self.billing_city] if p)
-        return [
-            p for p in [self.billing_line1, self.billing_line2, city, self.billing_region, self.billing_country] if p
-        ]
+        return _address_lines(self, "billing")
+
+    @property
+    def shipping_address_lines(self) -> list[str]:
+        """Where goods go: the billing address unless a shipping address is set."""
+        return self.billing_address_lines if self.shipping_same_as_billing else _address_lines(self, "shipping")
 
     def snapshot(self) -> dict:
         """The customer's details as frozen onto an invoice at issue."""
@@ -226,11 +309,35 @@ class Customer(models.Model):
                 "country": self.billing_country,
             },
             "address_lines": self.billing_address_lines,
+            "shipping_address_lines": self.shipping_address_lines,
             "contacts": [
-                {"name": c.name, "email": c.email, "phone": c.phone, "role": c.role} for c in self.contacts.all()
+                {
+                    "name": c.name,
+                    "email": c.email,
+                    "phone": c.phone,
+                    "role": c.role,
+                    "receives_invoices": c.receives_invoices,
+                }
+                for c in self.contacts.all()
             ],
             "billing_method": self.billing_method,
         }
+
+
+SHIPPING_FIELDS = (
+    "shipping_line1",
+    "shipping_line2",
+    "shipping_city",
+    "shipping_postal_code",
+    "shipping_region",
+    "shipping_country",
+)
+
+
+def _address_lines(customer: Customer, prefix: str) -> list[str]:
+    part = lambda name: getattr(customer, f"{prefix}_{name}")  # noqa: E731
+    city = " ".join(p for p in [part("postal_code"), part("city")] if p)
+    return [p for p in [part("line1"), part("line2"), city, part("region"), part("country")] if p]
 
 
 class Contact(models.Model):
@@ -243,9 +350,19 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # Invoices and statements go to these contacts by e-mail: a recipient without one gets nothing.
+            models.CheckConstraint(
+                condition=Q(receives_invoices=False) | ~Q(email=""), name="contact_invoice_recipient_has_email"
+            ),
+        ]
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if self.receives_invoices and not (self.email or "").strip():
+            raise ValidationError({"email": "A contact who receives invoices needs an e-mail address."})
 
 
 class AuditEvent(models.Model):

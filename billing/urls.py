@@ -7,4 +7,5 @@ urlpatterns = [
     path("customers/new/", views.customer_create, name="customer-create"),
     path("customers/<int:pk>/", views.customer_detail, name="customer-detail"),
     path("customers/<int:pk>/edit/", views.customer_update, name="customer-update"),
+    path("customers/<int:pk>/notes/", views.customer_notes, name="customer-notes"),
 ]

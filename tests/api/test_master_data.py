@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.models import AuditEvent, Customer, PaymentMethod, PaymentTerms, TaxRate
+from billing.models import AuditEvent, Contact, Customer, PaymentMethod, PaymentTerms, TaxRate
 from orders.models import Product
 from tests.factories import CustomerFactory, PaymentTermsFactory, ProductFactory, TaxRateFactory
 
@@ -159,7 +159,7 @@ def customer_payload(terms, **overrides):
         "email": "ap@globex.example",
         "currency": "eur",
         "payment_terms": terms.pk,
-        "tax_id": "DE123456789",
+        "tax_id": "DE136695976",
         "billing_address": {"line1": "Hauptstr. 1", "city": "Berlin", "postal_code": "10115", "country": "de"},
     }
     payload.update(overrides)
@@ -247,6 +247,18 @@ def test_customer_update_goes_through_the_service_and_is_audited(api, user, eur_
         ({"billing_address": {"country": "Germany"}}, "billing_address"),
         ({"name": ""}, "name"),
         ({"name": "x" * 201}, "name"),
+        ({"tax_id": "DE123456789"}, "tax_id"),
+        ({"tax_id": "FR40303265045"}, "tax_id"),  # a French number for a German customer
+        ({"currency": "XYZ"}, "currency"),
+        ({"billing_address": {"country": "ZZ"}}, "billing_address"),
+        ({"shipping_same_as_billing": False}, "shipping_address"),
+        ({"shipping_address": {"country": "DE"}}, "shipping_address"),
+        ({"shipping_address": "Hamburg"}, "shipping_address"),
+        ({"contacts": "Eva"}, "contacts"),
+        ({"contacts": [{"name": ""}]}, "contacts"),
+        ({"contacts": [{"name": "Eva", "email": "eva"}]}, "contacts"),
+        ({"contacts": [{"name": "Eva"}]}, "contacts"),  # receives invoices, but has no e-mail
+        ({"contacts": [{"id": 1, "name": "Eva", "email": "eva@globex.example"}]}, "contacts"),  # not ours
     ],
 )
 def test_customer_invalid_input_is_400_and_saves_nothing(api, terms, overrides, field):
@@ -254,6 +266,7 @@ def test_customer_invalid_input_is_400_and_saves_nothing(api, terms, overrides, 
     assert response.status_code == 400
     assert field in error_of(response)["details"]
     assert not Customer.objects.exists()
+    assert not Contact.objects.exists()
 
 
 @pytest.mark.parametrize("missing", ["name", "email", "currency", "payment_terms"])
@@ -269,6 +282,100 @@ def test_customer_duplicate_code_is_400(api, terms, eur_customer):
     response = api.post("/api/v1/customers/", customer_payload(terms, code=eur_customer.code), format="json")
     assert response.status_code == 400
     assert "code" in error_of(response)["details"]
+
+
+def test_customer_tax_id_is_checked_for_the_country_and_stored_compact(api, terms):
+    refused = api.post("/api/v1/customers/", customer_payload(terms, tax_id="DE 123 456 789"), format="json")
+    assert refused.status_code == 400
+    (message,) = error_of(refused)["details"]["tax_id"]
+    assert message.startswith("Not a valid VAT number for Germany (DE)")
+    assert "DE followed by 9 digits, e.g. DE136695976" in message
+
+    created = api.post("/api/v1/customers/", customer_payload(terms, tax_id="de 136.695.976"), format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["tax_id"] == "DE136695976"
+    customer = Customer.objects.get()
+    assert customer.tax_id == "DE136695976"
+
+    moved = api.patch(f"/api/v1/customers/{customer.pk}/", {"billing_address": {"country": "US"}}, format="json")
+    assert moved.status_code == 400
+    assert "EIN for the United States (US)" in error_of(moved)["details"]["tax_id"][0]
+
+
+def test_customer_shipping_address_is_nested_like_the_billing_one(api, user, terms):
+    shipping = {"line1": "Lagerstr. 9", "city": "Hamburg", "postal_code": "20095", "country": "de"}
+    response = api.post("/api/v1/customers/", customer_payload(terms, shipping_address=shipping), format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["shipping_same_as_billing"] is False  # implied by sending an address
+    assert body["shipping_address"] == {**shipping, "line2": "", "region": "", "country": "DE"}
+    customer = Customer.objects.get(pk=body["id"])
+    assert (customer.shipping_line1, customer.shipping_city, customer.shipping_country) == (
+        "Lagerstr. 9",
+        "Hamburg",
+        "DE",
+    )
+
+    back = api.patch(f"/api/v1/customers/{customer.pk}/", {"shipping_same_as_billing": True}, format="json")
+    assert back.status_code == 200, back.content
+    # Shipping to the billing address: the API shows where goods go, and keeps no second address.
+    assert back.json()["shipping_address"] == back.json()["billing_address"]
+    customer.refresh_from_db()
+    assert customer.shipping_line1 == customer.shipping_city == ""
+    changes = AuditEvent.objects.get(action="customer.updated", object_id=customer.pk).changes
+    assert changes["shipping_city"] == ["Hamburg", ""]
+
+
+def test_customer_contacts_are_a_nested_list_replaced_as_a_whole(api, user, terms):
+    contacts = [
+        {"name": "Eva Braun-Schmidt", "email": "eva@globex.example", "role": "Accounts payable"},
+        {"name": "Tom Buyer", "email": "tom@globex.example", "receives_invoices": False},
+    ]
+    created = api.post("/api/v1/customers/", customer_payload(terms, contacts=contacts), format="json")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    eva, tom = sorted(body["contacts"], key=lambda c: c["name"])
+    assert eva["receives_invoices"] is True
+    assert tom["receives_invoices"] is False
+
+    url = f"/api/v1/customers/{body['id']}/"
+    replaced = api.patch(
+        url,
+        {"contacts": [{"id": eva["id"], "name": eva["name"], "email": eva["email"], "phone": "+49 30 1234"},
+                      {"name": "Nina New", "email": "nina@globex.example"}]},
+        format="json",
+    )  # fmt: skip
+    assert replaced.status_code == 200, replaced.content
+    after = {c["name"]: c for c in replaced.json()["contacts"]}
+    assert set(after) == {"Eva Braun-Schmidt", "Nina New"}
+    assert after["Eva Braun-Schmidt"]["id"] == eva["id"]
+    assert after["Eva Braun-Schmidt"]["phone"] == "+49 30 1234"
+    assert not Contact.objects.filter(pk=tom["id"]).exists()
+    changes = AuditEvent.objects.get(action="customer.updated", object_id=body["id"]).changes
+    assert changes["contacts"]["removed"] == ["Tom Buyer <tom@globex.example>"]
+    assert changes["contacts"]["added"] == ["Nina New <nina@globex.example>"]
+
+    # Without `contacts`, a change leaves them alone; a GET body sent back with PUT changes nothing.
+    assert api.patch(url, {"phone": "+49 30 0000"}, format="json").status_code == 200
+    assert Contact.objects.filter(customer_id=body["id"]).count() == 2
+    events = AuditEvent.objects.count()
+    again = api.put(url, api.get(url).json(), format="json")
+    assert again.status_code == 200, again.content
+    assert AuditEvent.objects.count() == events
+
+
+def test_a_contact_of_another_customer_is_not_reachable_through_the_api(api, terms, eur_customer):
+    theirs = Contact.objects.create(customer=eur_customer, name="Theirs", email="theirs@dupont.example")
+    ours = api.post("/api/v1/customers/", customer_payload(terms), format="json").json()
+    response = api.patch(
+        f"/api/v1/customers/{ours['id']}/",
+        {"contacts": [{"id": theirs.pk, "name": "Mine now", "email": "mine@globex.example"}]},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "id" in error_of(response)["details"]["contacts"][0]
+    theirs.refresh_from_db()
+    assert (theirs.customer_id, theirs.name) == (eur_customer.pk, "Theirs")
 
 
 def test_customer_list_filters_and_search(api, terms):
