@@ -1,16 +1,23 @@
 """REST API for products and orders. Orders are created and moved through their lifecycle by the
 order services; POST /orders/{id}/invoice/ is added in invoicing.api (orders never import invoicing)."""
 
+import copy
+from datetime import timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from django.utils import timezone
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from billing.api import ACTION_ERRORS, ERRORS, ModelCleanSerializer
+from billing.api import ACTION_ERRORS, ERRORS, ErrorSerializer, ModelCleanSerializer
+from billing.errors import DomainError
 from billing.models import Customer
+from otc.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 
 from . import services
 from .models import Order, OrderChannel, OrderLine, OrderStatus, Product
@@ -56,7 +63,20 @@ class ProductViewSet(
 # --- Orders ------------------------------------------------------------------------------------
 
 
-class OrderLineSerializer(serializers.ModelSerializer):
+class FieldsOnceModelSerializer(serializers.ModelSerializer):
+    """A read-only ModelSerializer that introspects its model once per class, not on every
+    instance: DRF rebuilds every field from the model each time, which was most of the cost of
+    showing an order (each instance still gets its own copies, as DRF's declared fields do)."""
+
+    def get_fields(self):
+        built = type(self).__dict__.get("_built_fields")
+        if built is None:
+            built = super().get_fields()
+            type(self)._built_fields = built
+        return copy.deepcopy(built)
+
+
+class OrderLineSerializer(FieldsOnceModelSerializer):
     class Meta:
         model = OrderLine
         fields = [
@@ -76,7 +96,7 @@ class OrderLineSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(FieldsOnceModelSerializer):
     lines = OrderLineSerializer(many=True, read_only=True)
 
     class Meta:
@@ -94,6 +114,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "gross_total",
             "channel",
             "notes",
+            "entry_started_at",
             "created_at",
             "confirmed_at",
             "fulfilled_at",
@@ -102,8 +123,58 @@ class OrderSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+_MAX_PK = 2**63 - 1
+
+
+def _pk_of(value) -> int | None:
+    """The integer primary key a JSON value names, or None when only the database can tell."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_PK:
+        return value
+    return None
+
+
+class PrefetchedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """A PrimaryKeyRelatedField that first looks in the objects the view fetched for the whole
+    request in one query (`context["prefetched"][model]`, see `prefetch_order_relations`), instead
+    of one query per field; same answers and errors, it only saves the queries."""
+
+    def to_internal_value(self, data):
+        known = self.context.get("prefetched", {}).get(self.queryset.model, {})
+        pk = _pk_of(data)
+        if pk is not None and pk in known:
+            if known[pk] is None:
+                self.fail("does_not_exist", pk_value=data)
+            return known[pk]
+        return super().to_internal_value(data)
+
+
+def prefetch_order_relations(orders: list) -> dict:
+    """Customers and products (with tax rates) named by raw order payloads, in two queries,
+    for `PrefetchedPrimaryKeyRelatedField`. Malformed payloads are skipped: the serializer reports them."""
+    customer_ids, product_ids = set(), set()
+    for order in orders:
+        if not isinstance(order, dict):
+            continue
+        customer_ids.add(_pk_of(order.get("customer")))
+        lines = order.get("lines")
+        for line in lines if isinstance(lines, list) else []:
+            if isinstance(line, dict):
+                product_ids.add(_pk_of(line.get("product")))
+    customer_ids.discard(None)
+    product_ids.discard(None)
+    # order_by(): a lookup by id needs no sorting (the models' default ordering would add one).
+    customers = Customer.objects.order_by().in_bulk(customer_ids) if customer_ids else {}
+    products = Product.objects.select_related("tax_rate").order_by().in_bulk(product_ids) if product_ids else {}
+    return {
+        Customer: {pk: customers.get(pk) for pk in customer_ids},
+        Product: {pk: products.get(pk) for pk in product_ids},
+    }
+
+
 class OrderLineInputSerializer(serializers.Serializer):
-    product = serializers.PrimaryKeyRelatedField(queryset=Product.objects.select_related("tax_rate"))
+    product = PrefetchedPrimaryKeyRelatedField(queryset=Product.objects.select_related("tax_rate"))
     quantity = serializers.DecimalField(max_digits=14, decimal_places=3, min_value=Decimal("0.001"))
     unit_price = serializers.DecimalField(
         max_digits=14,
@@ -121,16 +192,83 @@ class OrderLineInputSerializer(serializers.Serializer):
     )
 
 
+# Clocks of integrators drift a little; an entry start further ahead than this is refused.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 class OrderCreateSerializer(serializers.Serializer):
-    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.all())
+    customer = PrefetchedPrimaryKeyRelatedField(queryset=Customer.objects.all())
     customer_reference = serializers.CharField(max_length=80, required=False, allow_blank=True)
     order_date = serializers.DateField(required=False, help_text="Defaults to today.")
+    entry_started_at = serializers.DateTimeField(
+        required=False,
+        help_text="When entering this order began (ISO 8601; UTC if no offset is given); defaults to now. "
+        "Feeds the order-entry-speed KPI, so it may not be in the future.",
+    )
     notes = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     lines = OrderLineInputSerializer(many=True, allow_empty=False, max_length=1000)
+
+    def validate_entry_started_at(self, value):
+        now = timezone.now()
+        if value > now + CLOCK_SKEW:
+            raise serializers.ValidationError("Entry cannot start in the future.")
+        # Within the skew: the entry started just now, as far as this server can tell.
+        return min(value, now)
+
+
+BULK_MAX = 500
+# Each order may have up to 1000 lines; a whole request is held to what one worker enters in seconds.
+BULK_MAX_LINES = 10_000
+
+
+@extend_schema_field(OrderCreateSerializer(many=True))
+class _BulkOrdersField(serializers.ListField):
+    """Parsed leniently (any JSON item) so that each order is validated, and answered, on its own."""
+
+
+class OrderBulkCreateSerializer(serializers.Serializer):
+    orders = _BulkOrdersField(
+        child=serializers.JSONField(),
+        allow_empty=False,
+        max_length=BULK_MAX,
+        help_text=f"1 to {BULK_MAX} orders, each as for POST /api/v1/orders/, with at most {BULK_MAX_LINES} "
+        f"lines in all.",
+    )
+
+    def validate_orders(self, orders):
+        lines = sum(len(o["lines"]) for o in orders if isinstance(o, dict) and isinstance(o.get("lines"), list))
+        if lines > BULK_MAX_LINES:
+            raise serializers.ValidationError(
+                f"These orders have {lines} lines; send at most {BULK_MAX_LINES} lines per request."
+            )
+        return orders
+
+
+class OrderBulkItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The order's position in the request, from 0.")
+    status = serializers.IntegerField(help_text="201 if created; else what POST /orders/ would answer (400, 403, 409).")
+    order = OrderSerializer(required=False, help_text="The created order (status 201).")
+    errors = ErrorSerializer(required=False, help_text="Why the order was refused, in the usual error shape.")
+
+
+class OrderBulkResultSerializer(serializers.Serializer):
+    results = OrderBulkItemResultSerializer(many=True)
+    created = serializers.IntegerField()
+    failed = serializers.IntegerField()
 
 
 class OrderCancelSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+class OrderConfirmSerializer(serializers.Serializer):
+    override_reason = serializers.CharField(
+        max_length=services.OVERRIDE_REASON_MAX,
+        required=False,
+        allow_blank=True,
+        help_text="Confirms an order over the customer's credit limit; needs the override_credit_limit "
+        "permission (else 403). Audited and noted in the order's history. Ignored within the limit.",
+    )
 
 
 class OrderFilter(filters.FilterSet):
@@ -141,6 +279,11 @@ class OrderFilter(filters.FilterSet):
     class Meta:
         model = Order
         fields = ["status", "customer", "currency", "channel", "order_date"]
+
+
+# An Idempotency-Key adds 409 (still in progress) and 422 (reused for another request).
+IDEMPOTENT_ERRORS = {**ERRORS, 409: ErrorSerializer, 422: ErrorSerializer}
+IDEMPOTENT_ACTION_ERRORS = {**ACTION_ERRORS, 422: ErrorSerializer}
 
 
 def order_queryset():
@@ -169,55 +312,120 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             return OrderCreateSerializer
         if self.action == "cancel":
             return OrderCancelSerializer
+        if self.action == "confirm":
+            return OrderConfirmSerializer
         return OrderSerializer
 
     def _respond(self, order: Order, http_status=status.HTTP_200_OK) -> Response:
         fresh = order_queryset().get(pk=order.pk)
         return Response(OrderSerializer(fresh, context=self.get_serializer_context()).data, status=http_status)
 
-    @extend_schema(
-        summary="Create a draft order",
-        request=OrderCreateSerializer,
-        responses={201: OrderSerializer, **ERRORS},
-    )
-    def create(self, request, *args, **kwargs):
-        serializer = OrderCreateSerializer(data=request.data, context=self.get_serializer_context())
+    def _entry_context(self, orders: list) -> dict:
+        return {**self.get_serializer_context(), "prefetched": prefetch_order_relations(orders)}
+
+    def _create_order(self, data, context) -> Order:
+        """Validate one order as POST /orders/ takes it and create it (in its own transaction)."""
+        serializer = OrderCreateSerializer(data=data, context=context)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         lines = [{key: value for key, value in line.items() if value is not None} for line in data["lines"]]
-        order = services.order_create(
+        return services.order_create(
             customer=data["customer"],
             lines=lines,
-            actor=request.user,
+            actor=context["request"].user,
             customer_reference=data.get("customer_reference", ""),
             order_date=data.get("order_date"),
+            entry_started_at=data.get("entry_started_at"),
             notes=data.get("notes", ""),
             channel=OrderChannel.API,
         )
-        return self._respond(order, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Create a draft order",
+        request=OrderCreateSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: OrderSerializer, **IDEMPOTENT_ERRORS, 403: ErrorSerializer},
+    )
+    @idempotent
+    def create(self, request, *args, **kwargs):
+        context = self._entry_context([request.data])
+        order = self._create_order(request.data, context)
+        # order_create hands back the order with its lines: no need to read them back.
+        return Response(OrderSerializer(order, context=context).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Create up to 500 draft orders at once",
+        description=f"Each order is validated and saved on its own, in its own transaction, exactly as "
+        f"POST /api/v1/orders/ would (channel `api`): valid orders are saved even when others fail. "
+        f"`results` has one entry per order, in request order: `status` 201 with the `order`, or the "
+        f"status POST /orders/ would have answered (400, 403, 409) with its error under `errors`.\n\n"
+        f"The response is **201** when every order was created and **207** (Multi-Status) when at least "
+        f"one failed, `created` and `failed` counting each. A request that is not an object with 1 to "
+        f"{BULK_MAX} `orders` (and at most {BULK_MAX_LINES} lines in all) is refused as a whole with 400 and "
+        f"saves nothing. With an `Idempotency-Key`, "
+        f"a retry gets the same results and creates nothing more.",
+        request=OrderBulkCreateSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: OrderBulkResultSerializer, 207: OrderBulkResultSerializer, **IDEMPOTENT_ERRORS},
+    )
+    @action(detail=False, methods=["post"])
+    @idempotent
+    def bulk(self, request):
+        envelope = OrderBulkCreateSerializer(data=request.data)
+        envelope.is_valid(raise_exception=True)
+        items = envelope.validated_data["orders"]
+        context = self._entry_context(items)
+        results = []
+        for index, item in enumerate(items):
+            try:
+                order = self._create_order(item, context)
+            except (serializers.ValidationError, DjangoValidationError, DomainError, IntegrityError) as exc:
+                # The order's own transaction (or savepoint) is already rolled back: the others go on.
+                error = self.handle_exception(exc)
+                results.append({"index": index, "status": error.status_code, "errors": error.data})
+            else:
+                results.append({"index": index, "status": 201, "order": OrderSerializer(order, context=context).data})
+        created = sum(1 for result in results if result["status"] == 201)
+        body = {"results": results, "created": created, "failed": len(results) - created}
+        all_created = created == len(results)
+        return Response(body, status=status.HTTP_201_CREATED if all_created else status.HTTP_207_MULTI_STATUS)
 
     @extend_schema(
         summary="Confirm a draft order (credit control)",
-        request=None,
-        responses={200: OrderSerializer, **ACTION_ERRORS},
+        description="Refused with 409 `customer_on_hold` or `credit_limit_exceeded` (with the figures). Over the "
+        "limit, a user with the override_credit_limit permission confirms with an `override_reason`.",
+        request=OrderConfirmSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: OrderSerializer, **IDEMPOTENT_ACTION_ERRORS, 403: ErrorSerializer},
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def confirm(self, request, pk=None):
-        return self._respond(services.order_confirm(order=self.get_object(), actor=request.user))
+        order = self.get_object()
+        serializer = OrderConfirmSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        reason = serializer.validated_data.get("override_reason", "")
+        return self._respond(services.order_confirm(order=order, actor=request.user, override_reason=reason))
 
     @extend_schema(
-        summary="Mark a confirmed order fulfilled", request=None, responses={200: OrderSerializer, **ACTION_ERRORS}
+        summary="Mark a confirmed order fulfilled",
+        request=None,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: OrderSerializer, **IDEMPOTENT_ACTION_ERRORS},
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def fulfill(self, request, pk=None):
         return self._respond(services.order_fulfill(order=self.get_object(), actor=request.user))
 
     @extend_schema(
         summary="Cancel a draft or confirmed order",
         request=OrderCancelSerializer,
-        responses={200: OrderSerializer, **ACTION_ERRORS},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: OrderSerializer, **IDEMPOTENT_ACTION_ERRORS},
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def cancel(self, request, pk=None):
         order = self.get_object()
         serializer = OrderCancelSerializer(data=request.data)

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Round
 from django.urls import reverse
 
 from billing.models import MONEY, PERCENT, Customer, TaxRate
@@ -82,11 +83,15 @@ class Order(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(net_total__gte=0) & Q(tax_total__gte=0), name="order_totals_nonneg"),
             models.CheckConstraint(
-                condition=Q(gross_total=models.F("net_total") + models.F("tax_total")),
+                condition=Q(gross_total=Round(models.F("net_total") + models.F("tax_total"), 2)),
                 name="order_gross_is_net_plus_tax",
             ),
         ]
         indexes = [models.Index(fields=["customer", "status"])]
+        permissions = [
+            ("override_line_price", "May override a line's unit price"),
+            ("override_credit_limit", "May confirm an order over the credit limit, with a reason"),
+        ]
 
     def __str__(self):
         return self.number or f"Order #{self.pk}"
@@ -141,3 +146,53 @@ class OrderEvent(models.Model):
 
     def __str__(self):
         return f"{self.order}: {self.from_status or '-'} -> {self.to_status}"
+
+
+class OrderImportStatus(models.TextChoices):
+    """preview (checked, nothing saved) -> running (orders being created in chunks) -> done."""
+
+    PREVIEW = "preview", "Preview"
+    RUNNING = "running", "Importing"
+    DONE = "done", "Done"
+
+
+class OrderImport(models.Model):
+    """A CSV of orders uploaded in the browser: parsed and checked once, kept here between the preview
+    and the import (never in the browser, where it could be changed), then imported in chunks whose
+    progress commits together with the orders they create."""
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    filename = models.CharField(max_length=255)
+    status = models.CharField(max_length=10, choices=OrderImportStatus.choices, default=OrderImportStatus.PREVIEW)
+    # {"orders": [...], "issues": [...]}: see orders.imports.parse_orders_csv.
+    payload = models.JSONField(default=dict)
+    row_count = models.PositiveIntegerField(default=0)
+    order_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    warning_count = models.PositiveIntegerField(default=0)
+    importable_count = models.PositiveIntegerField(default=0, help_text="Orders without errors.")
+    processed_count = models.PositiveIntegerField(default=0, help_text="Importable orders handled so far.")
+    created_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    results = models.JSONField(default=list, blank=True, help_text="One entry per handled order.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(processed_count__lte=models.F("importable_count")), name="orderimport_processed_le_total"
+            ),
+            models.CheckConstraint(
+                condition=Q(processed_count=models.F("created_count") + models.F("failed_count")),
+                name="orderimport_processed_is_created_plus_failed",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Import {self.pk} ({self.filename})"
+
+    def get_absolute_url(self):
+        return reverse("order-import-detail", args=[self.pk])

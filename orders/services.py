@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import money
-from billing.errors import Conflict, InvalidTransition, ValidationFailed
+from billing.errors import Conflict, InvalidTransition, PermissionDenied, ValidationFailed
 from billing.models import Customer
 from billing.services import audit_record
 
@@ -15,6 +15,20 @@ from .selectors import customer_exposure
 
 # DecimalField(max_digits=14, decimal_places=2): larger amounts would overflow the column.
 MAX_AMOUNT = Decimal("1000000000000")
+PERM_OVERRIDE_PRICE = "orders.override_line_price"
+PERM_OVERRIDE_CREDIT = "orders.override_credit_limit"
+# OrderEvent.note holds 255 characters: the reason plus the figures must fit.
+OVERRIDE_REASON_MAX = 160
+
+
+def may_override_price(actor) -> bool:
+    """Whether `actor` may set a line's unit price. `actor=None` is the system itself (seed data,
+    scripts), which is trusted; every request passes its user, and an anonymous user may not."""
+    return actor is None or actor.has_perm(PERM_OVERRIDE_PRICE)
+
+
+def may_override_credit(actor) -> bool:
+    return actor is not None and actor.has_perm(PERM_OVERRIDE_CREDIT)
 
 
 def _transition(order: Order, to: str, *, actor=None, note: str = "") -> None:
@@ -44,7 +58,23 @@ def _recompute_totals(order: Order, lines: Iterable[OrderLine]) -> None:
     order.net_total, order.tax_total, order.gross_total = result.net, result.tax, result.gross
 
 
-def _build_line(order: Order, position: int, spec: dict) -> OrderLine:
+def line_figures(spec: dict, currency: str) -> tuple[Decimal, Decimal, Decimal]:
+    """(unit price, discount, net) of one line as order_create computes them: the product's price
+    unless the line names one, the net rounded by billing.money. No database, no permission check."""
+    product: Product = spec["product"]
+    unit_price = spec.get("unit_price")
+    unit_price = product.unit_price if unit_price is None else Decimal(unit_price)
+    discount = Decimal(spec.get("discount_percent") or 0)
+    return unit_price, discount, money.line_net(Decimal(spec["quantity"]), unit_price, discount, currency)
+
+
+def is_price_override(spec: dict) -> bool:
+    """A line names a unit price other than the product's list price."""
+    price = spec.get("unit_price")
+    return price is not None and Decimal(price) != spec["product"].unit_price
+
+
+def _build_line(order: Order, position: int, spec: dict, *, actor=None) -> OrderLine:
     product: Product = spec["product"]
     if not product.active:
         raise ValidationFailed(
@@ -56,11 +86,14 @@ def _build_line(order: Order, position: int, spec: dict) -> OrderLine:
         raise ValidationFailed(
             "Quantity must be greater than zero.", details={"lines": ["Quantity must be greater than zero."]}
         )
-    unit_price = spec.get("unit_price")
-    unit_price = product.unit_price if unit_price is None else Decimal(unit_price)
-    discount = Decimal(spec.get("discount_percent") or 0)
+    if is_price_override(spec) and not may_override_price(actor):
+        raise PermissionDenied(
+            f"Line {position}: you may not change the unit price of {product.sku} "
+            f"(list price {product.unit_price}); overriding a price needs the 'override line price' permission.",
+            details={"lines": [f"Line {position}: overriding the unit price is not allowed for you."]},
+        )
+    unit_price, discount, net_amount = line_figures(spec, order.currency)
     tax_rate = product.tax_rate
-    net_amount = money.line_net(quantity, unit_price, discount, order.currency)
     if net_amount >= MAX_AMOUNT:
         raise ValidationFailed(
             f"Line {position} comes to {net_amount}, more than an amount can hold.",
@@ -82,6 +115,14 @@ def _build_line(order: Order, position: int, spec: dict) -> OrderLine:
     )
 
 
+def _cache_lines(order: Order, lines: list[OrderLine]) -> None:
+    # What prefetch_related("lines") would leave: order.lines.all() answers without a query (the API
+    # shows the new order from it); any other use of order.lines still goes to the database.
+    cached = order.lines.all()
+    cached._result_cache, cached._prefetch_done = lines, True
+    order._prefetched_objects_cache = {"lines": cached}
+
+
 @transaction.atomic
 def order_create(
     *,
@@ -94,7 +135,9 @@ def order_create(
     entry_started_at=None,
     notes: str = "",
 ) -> Order:
-    """Create a draft order; each line copies the product's description, price and tax rate."""
+    """Create a draft order; each line copies the product's description, price and tax rate.
+    A line may name its own unit price only if `actor` may override prices (see may_override_price).
+    The order comes back with its lines already in `order.lines.all()` (no query to show it)."""
     if not lines:
         raise ValidationFailed("An order needs at least one line.", details={"lines": ["Add at least one line."]})
     order = Order.objects.create(
@@ -108,7 +151,7 @@ def order_create(
         created_by=_user(actor),
     )
     order.number = f"SO-{order.pk:06d}"
-    built = [_build_line(order, i, spec) for i, spec in enumerate(lines, start=1)]
+    built = [_build_line(order, i, spec, actor=actor) for i, spec in enumerate(lines, start=1)]
     OrderLine.objects.bulk_create(built)
     _recompute_totals(order, built)
     if order.gross_total >= MAX_AMOUNT:
@@ -118,34 +161,81 @@ def order_create(
         )
     order.save(update_fields=["number", "net_total", "tax_total", "gross_total"])
     OrderEvent.objects.create(order=order, from_status="", to_status=OrderStatus.DRAFT, actor=_user(actor))
+    _cache_lines(order, built)
     return order
 
 
 @transaction.atomic
-def order_confirm(*, order: Order, actor=None) -> Order:
-    """Confirm a draft order after credit control: not on hold, exposure within the credit limit."""
+def order_confirm(*, order: Order, actor=None, override_reason: str = "") -> Order:
+    """Confirm a draft order after credit control: not on hold, exposure within the credit limit.
+
+    Over the limit, a user with the override_credit_limit permission may still confirm it by giving
+    `override_reason`; the override is audited with the figures and noted on the order's history.
+    Without the permission a reason is refused (403); without a reason the limit applies (409).
+    A hold is never overridden here: lift it on the customer."""
+    override_reason = (override_reason or "").strip()
+    if len(override_reason) > OVERRIDE_REASON_MAX:
+        raise ValidationFailed(
+            f"Keep the override reason under {OVERRIDE_REASON_MAX} characters.",
+            details={"override_reason": [f"At most {OVERRIDE_REASON_MAX} characters."]},
+        )
     order = _lock(order)
     customer = Customer.objects.select_for_update().get(pk=order.customer_id)
+    note, figures = "", None
     if order.status == OrderStatus.DRAFT:
         if customer.on_hold:
             raise Conflict(f"Customer {customer.name} is on hold: {customer.on_hold_reason}", code="customer_on_hold")
         if customer.credit_limit is not None:
             exposure = customer_exposure(customer, exclude_order=order)
             if exposure + order.gross_total > customer.credit_limit:
-                raise Conflict(
+                figures = {
+                    "credit_limit": str(customer.credit_limit),
+                    "exposure": str(exposure),
+                    "order_total": str(order.gross_total),
+                }
+                message = (
                     f"Credit limit exceeded: limit {customer.credit_limit}, current exposure {exposure}, "
-                    f"this order {order.gross_total} {order.currency}.",
-                    code="credit_limit_exceeded",
-                    details={
-                        "credit_limit": str(customer.credit_limit),
-                        "exposure": str(exposure),
-                        "order_total": str(order.gross_total),
-                    },
+                    f"this order {order.gross_total} {order.currency}."
                 )
-    _transition(order, OrderStatus.CONFIRMED, actor=actor)
+                if not override_reason:
+                    raise Conflict(message, code="credit_limit_exceeded", details=figures)
+                if not may_override_credit(actor):
+                    raise PermissionDenied(
+                        f"{message} Confirming over the limit needs the 'override credit limit' permission.",
+                        details={**figures, "override_reason": ["You may not override the credit limit."]},
+                    )
+                note = (
+                    f"Credit limit overridden: {override_reason} (limit {customer.credit_limit}, exposure "
+                    f"{exposure}, this order {order.gross_total} {order.currency})"
+                )
+    _transition(order, OrderStatus.CONFIRMED, actor=actor, note=note)
     order.confirmed_at = timezone.now()
     order.save(update_fields=["status", "confirmed_at"])
+    if figures is not None:
+        over_by = Decimal(figures["exposure"]) + order.gross_total - customer.credit_limit
+        changes = {**figures, "over_by": str(over_by), "currency": order.currency, "reason": override_reason}
+        audit_record(actor=actor, action="order.credit_limit_overridden", obj=order, changes=changes)
     return order
+
+
+@transaction.atomic
+def order_create_and_confirm(*, override_reason: str = "", **fields) -> Order:
+    """Enter an order and confirm it in one go (the entry page's save-and-confirm): if credit control
+    refuses, nothing is saved and the clerk keeps the entry on screen. Takes order_create's arguments."""
+    order = order_create(**fields)
+    return order_confirm(order=order, actor=fields.get("actor"), override_reason=override_reason)
+
+
+def order_quote(*, currency: str, lines: list[dict]) -> tuple[list[Decimal], money.Totals]:
+    """What order_create would compute for these lines, without saving: each line's net and the
+    totals with tax per rate. For the entry page's live totals; checks no rule and no permission."""
+    nets, taxable = [], []
+    for spec in lines:
+        net = line_figures(spec, currency)[2]
+        tax_rate = spec["product"].tax_rate
+        nets.append(net)
+        taxable.append(money.TaxableLine(net=net, rate=tax_rate.rate, category=tax_rate.category))
+    return nets, money.totals(taxable, currency)
 
 
 @transaction.atomic
@@ -192,3 +282,30 @@ def order_close(*, order: Order, actor=None) -> Order:
     _transition(order, OrderStatus.CLOSED, actor=actor)
     order.save(update_fields=["status"])
     return order
+
+
+@transaction.atomic
+def product_create(*, actor=None, **fields) -> Product:
+    """Add a product to the catalogue (model validation, including the unique SKU, applies)."""
+    product = Product(**fields)
+    product.full_clean()
+    product.save()
+    audit_record(actor=actor, action="product.created", obj=product, changes={"sku": product.sku})
+    return product
+
+
+@transaction.atomic
+def product_update(*, product: Product, actor=None, **fields) -> Product:
+    """Change a product; orders already entered keep the price and tax rate they copied."""
+    product = Product.objects.select_for_update().get(pk=product.pk)
+    changes = {}
+    for name, value in fields.items():
+        old = getattr(product, name)
+        if old != value:
+            changes[name] = [str(old), str(value)]
+            setattr(product, name, value)
+    product.full_clean()
+    product.save()
+    if changes:
+        audit_record(actor=actor, action="product.updated", obj=product, changes=changes)
+    return product

@@ -221,6 +221,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "payments.tasks.penalty_run_daily",
         "schedule": crontab(hour=1, minute=30),
     },
+    "invoicing-sweep-pending-deliveries": {
+        "task": "invoicing.tasks.invoice_sweep_pending_deliveries",
+        "schedule": timedelta(minutes=15),
+    },
+    "invoicing-close-print-batches": {
+        "task": "invoicing.tasks.print_batches_close_due",
+        "schedule": crontab(hour=0, minute=30),
+    },
+    "payments-monthly-statements": {
+        "task": "payments.tasks.statements_send_monthly",
+        "schedule": crontab(day_of_month=1, hour=6, minute=0),
+    },
+    "otc-idempotency-purge": {
+        "task": "otc.tasks.idempotency_purge",
+        "schedule": crontab(minute=17),
+    },
     "kpis-log-summary": {
         "task": "kpis.tasks.kpi_log_summary",
         "schedule": crontab(hour=2, minute=30),
