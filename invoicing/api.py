@@ -1,6 +1,6 @@
 """REST API for invoices: list, show, issue, download the PDF; and POST /orders/{id}/invoice/."""
 
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -12,7 +12,9 @@ from billing.api import ACTION_ERRORS, ErrorSerializer
 from billing.errors import Conflict, InvalidTransition
 from orders import api as orders_api
 
-from . import services
+from . import einvoice, services
+from .api_delivery import InvoiceDeliverySerializer
+from .delivery import invoice_resend
 from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PdfStatus
 
 
@@ -73,6 +75,8 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "balance",
             "original",
             "pdf_status",
+            "delivery_status",
+            "delivered_at",
             "tax_breakdown",
             "customer_snapshot",
             "lines",
@@ -90,6 +94,10 @@ class InvoiceFilter(filters.FilterSet):
     class Meta:
         model = Invoice
         fields = ["status", "kind", "customer", "currency", "issue_date", "due_date"]
+
+
+# Actions answering with a file rather than JSON (their errors are still JSON).
+FILE_ACTIONS = ("pdf", "ubl", "facturx")
 
 
 def invoice_queryset():
@@ -115,7 +123,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def perform_content_negotiation(self, request, force=False):
         # The PDF is a plain file response; let `Accept: application/pdf` through to it, and render
         # its errors as JSON rather than refusing the request with a 406.
-        return super().perform_content_negotiation(request, force=force or self.action == "pdf")
+        return super().perform_content_negotiation(request, force=force or self.action in FILE_ACTIONS)
 
     @extend_schema(
         summary="Issue a draft invoice",
@@ -158,6 +166,61 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 f"The PDF of {invoice} is missing from storage; staff can request it again.", code="pdf_missing"
             ) from None
         return FileResponse(handle, content_type="application/pdf", filename=f"{invoice.number}.pdf")
+
+    def _einvoice(self, build, filename: str) -> HttpResponse:
+        invoice = self.get_object()
+        if invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.VOID) or not invoice.number:
+            raise InvalidTransition(
+                f"{invoice} is {invoice.get_status_display().lower()}; it has no e-invoice until it is issued.",
+                details={"status": invoice.status},
+            )
+        response = HttpResponse(build(invoice), content_type="application/xml; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename.format(number=invoice.number)}"'
+        return response
+
+    @extend_schema(
+        summary="Download the invoice as UBL 2.1 XML (EN 16931)",
+        description="An OASIS UBL 2.1 `Invoice` (invoices and penalty invoices) or `CreditNote` (credit notes, "
+        "referring to the corrected invoice), with CustomizationID `urn:cen.eu:en16931:2017`.",
+        responses={
+            (200, "application/xml"): OpenApiResponse(OpenApiTypes.STR, description="The UBL document."),
+            404: ErrorSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="A draft or void invoice has no e-invoice."),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def ubl(self, request, pk=None):
+        return self._einvoice(einvoice.ubl_xml, "{number}.xml")
+
+    @extend_schema(
+        summary="Download the invoice as Factur-X XML (UN/CEFACT CII, EN 16931 profile)",
+        description="The `factur-x.xml` embedded in the invoice PDF (type code 380 invoice, 381 credit note).",
+        responses={
+            (200, "application/xml"): OpenApiResponse(OpenApiTypes.STR, description="The CII document."),
+            404: ErrorSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="A draft or void invoice has no e-invoice."),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def facturx(self, request, pk=None):
+        return self._einvoice(einvoice.facturx_xml, "{number}-factur-x.xml")
+
+    @extend_schema(
+        summary="Send an issued invoice again",
+        description="Electronic customers: e-mails it once more (PDF and e-invoice) to the billing address and "
+        "the contacts who receive invoices. Paper customers: puts it in today's print batch unless it is in "
+        "one already. The delivery runs on a worker; follow `delivery_status`.",
+        request=None,
+        responses={202: InvoiceDeliverySerializer, **ACTION_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def send(self, request, pk=None):
+        invoice = invoice_resend(invoice=self.get_object(), actor=request.user)
+        invoice.refresh_from_db()
+        return Response(
+            InvoiceDeliverySerializer(invoice, context=self.get_serializer_context()).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 @extend_schema(tags=["orders"])

@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.errors import DomainError
+from billing.jobs import enqueue_on_commit
 from billing.models import BillingCycle
 from orders.models import Order, OrderStatus
 
@@ -93,7 +94,8 @@ def run_start(*, as_of: date | None = None, actor=None, batch_size: int = BATCH_
             run.save(update_fields=["status", "finished_at"])
             return run
         batches = [groups[i : i + batch_size] for i in range(0, len(groups), batch_size)]
-        transaction.on_commit(lambda: [billing_run_batch.delay(run.pk, batch) for batch in batches])
+        for batch in batches:
+            enqueue_on_commit(billing_run_batch, run.pk, batch)
     return run
 
 

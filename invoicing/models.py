@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
 from django.urls import reverse
 
 from billing.models import MONEY, Customer
@@ -45,6 +46,19 @@ class PdfStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class DeliveryStatus(models.TextChoices):
+    """How far an issued invoice is on its way to the customer: e-mailed (electronic customers:
+    pending -> sent, or failed after the last retry) or printed and posted (paper customers:
+    queued_for_print in a print batch -> posted)."""
+
+    NONE = "none", "Not sent"
+    PENDING = "pending", "Sending"
+    SENT = "sent", "E-mailed"
+    FAILED = "failed", "Sending failed"
+    QUEUED_FOR_PRINT = "queued_for_print", "Queued for print"
+    POSTED = "posted", "Posted"
+
+
 class NumberSequence(models.Model):
     """The last number given per series and year; locked while a number is taken, so no gaps."""
 
@@ -72,6 +86,11 @@ MUTABLE_AFTER_ISSUE = {
     "voided_at",
     "void_reason",
     "updated_at",
+    # Delivery moves on after issue; the document itself does not.
+    "delivery_status",
+    "delivered_at",
+    "delivery_error",
+    "delivery_attempts",
 }
 
 
@@ -102,6 +121,12 @@ class Invoice(models.Model):
     pdf_error = models.TextField(blank=True)
     pdf_attempts = models.PositiveIntegerField(default=0)
     pdf_rendered_at = models.DateTimeField(null=True, blank=True)
+    delivery_status = models.CharField(
+        max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.NONE, db_index=True
+    )
+    delivered_at = models.DateTimeField(null=True, blank=True, help_text="When it was e-mailed or posted.")
+    delivery_error = models.TextField(blank=True)
+    delivery_attempts = models.PositiveIntegerField(default=0, help_text="E-mail sending attempts.")
     issued_at = models.DateTimeField(null=True, blank=True)
     issued_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -116,7 +141,7 @@ class Invoice(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(net_total__gte=0) & Q(tax_total__gte=0), name="invoice_totals_nonneg"),
             models.CheckConstraint(
-                condition=Q(gross_total=F("net_total") + F("tax_total")), name="invoice_gross_is_net_plus_tax"
+                condition=Q(gross_total=Round(F("net_total") + F("tax_total"), 2)), name="invoice_gross_is_net_plus_tax"
             ),
             models.CheckConstraint(
                 condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=F("gross_total")), name="invoice_paid_within_total"
@@ -336,3 +361,60 @@ class CreditApplication(models.Model):
 
     def __str__(self):
         return f"{self.credit_note} -> {self.invoice}: {self.amount}"
+
+
+class PrintBatchStatus(models.TextChoices):
+    """open (takes the day's paper invoices) -> closed (one merged PDF, ready to print) -> posted."""
+
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed, ready to print"
+    POSTED = "posted", "Posted"
+
+
+class PrintBatch(models.Model):
+    """The paper invoices of one day, printed as one merged PDF and posted together."""
+
+    date = models.DateField()
+    status = models.CharField(max_length=10, choices=PrintBatchStatus.choices, default=PrintBatchStatus.OPEN)
+    pdf = models.FileField(upload_to="print-batches/%Y/%m/", blank=True)
+    pdf_sha256 = models.CharField(max_length=64, blank=True)
+    invoice_count = models.PositiveIntegerField(default=0)
+    page_count = models.PositiveIntegerField(default=0, help_text="Pages of the merged PDF, blank backs included.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+    posted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-date", "-id"]
+        verbose_name_plural = "print batches"
+        constraints = [
+            # One open batch per day, so concurrent paper deliveries all join the same one.
+            models.UniqueConstraint(fields=["date"], condition=Q(status="open"), name="printbatch_one_open_per_date"),
+            models.CheckConstraint(
+                condition=Q(status="open", closed_at__isnull=True)
+                | Q(status="closed", closed_at__isnull=False, posted_at__isnull=True)
+                | Q(status="posted", closed_at__isnull=False, posted_at__isnull=False),
+                name="printbatch_dates_follow_status",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Print batch #{self.pk} of {self.date}"
+
+
+class PrintBatchItem(models.Model):
+    """An invoice in a print batch. An invoice is printed in at most one batch."""
+
+    batch = models.ForeignKey(PrintBatch, on_delete=models.PROTECT, related_name="items")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="print_batch_items")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["batch", "id"]
+        constraints = [models.UniqueConstraint(fields=["invoice"], name="printbatchitem_invoice_once")]
+
+    def __str__(self):
+        return f"{self.batch}: {self.invoice}"

@@ -231,6 +231,7 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
     """Render and store an issued invoice's PDF with its SHA-256. Idempotent: a ready PDF is kept."""
     import hashlib
 
+    from .einvoice import embed_facturx
     from .pdf import render_invoice_pdf
 
     invoice = Invoice.objects.filter(pk=invoice_id).first()
@@ -239,6 +240,7 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
     if invoice.pdf_status == PdfStatus.READY and invoice.pdf:
         return invoice
     data = render_invoice_pdf(invoice)
+    data = embed_facturx(data, invoice)  # a Factur-X PDF/A-3: the CII XML rides inside the stored PDF
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
         if invoice is None:
@@ -262,6 +264,9 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
                 "updated_at",
             ]
         )
+        from .delivery import invoice_delivery_schedule
+
+        invoice_delivery_schedule(invoice=invoice)  # e-mail or print batch, enqueued on commit
     return invoice
 
 

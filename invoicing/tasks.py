@@ -49,3 +49,58 @@ def billing_run_daily() -> int:
     from .billing_runs import run_start
 
     return run_start().pk
+
+
+# --- Delivery ------------------------------------------------------------------------------------
+
+
+def _delivery_backoff(retries: int) -> int:
+    """Seconds before the next try: 1, 2, 4, 8, 16 minutes (about half an hour in all)."""
+    return min(60 * 2**retries, 3600)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, time_limit=120, soft_time_limit=100)
+def invoice_deliver(self, invoice_id: int) -> str:
+    """Deliver an invoice by its billing method (e-mail, or a print batch). Mail server errors (and
+    other passing failures) are retried with backoff; after the last try, or at once when retrying
+    cannot help (a domain error: no PDF, no address), the delivery is marked failed."""
+    from billing.errors import DomainError
+
+    from . import delivery
+
+    try:
+        return delivery.invoice_deliver(invoice_id=invoice_id)
+    except DomainError as exc:
+        log.warning("Invoice %s not delivered: %s", invoice_id, exc.message)
+        delivery.invoice_mark_delivery_failed(invoice_id=invoice_id, error=exc.message)
+        return "failed"
+    except Exception as exc:  # smtplib.SMTPException, refused connections, timeouts, a busy database
+        log.warning("Delivering invoice %s failed (try %s): %s", invoice_id, self.request.retries + 1, exc)
+        if self.request.retries >= self.max_retries:
+            delivery.invoice_mark_delivery_failed(invoice_id=invoice_id, error=f"{type(exc).__name__}: {exc}")
+            return "failed"
+        raise self.retry(exc=exc, countdown=_delivery_backoff(self.request.retries)) from exc
+
+
+@shared_task
+def invoice_sweep_pending_deliveries(older_than_minutes: int = 45, batch: int = 500) -> int:
+    """Re-enqueue deliveries a lost message left pending (longer than all retries take)."""
+    from .models import DeliveryStatus
+
+    cutoff = timezone.now() - timedelta(minutes=older_than_minutes)
+    ids = list(
+        Invoice.objects.filter(delivery_status=DeliveryStatus.PENDING, updated_at__lt=cutoff)
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:batch]
+    )
+    for pk in ids:
+        invoice_deliver.delay(pk)
+    return len(ids)
+
+
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
+def print_batches_close_due() -> list[int]:
+    """Beat, nightly: close the open print batches of past days into their merged PDFs."""
+    from .delivery import print_batches_close_due as close_due
+
+    return close_due()

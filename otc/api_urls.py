@@ -3,13 +3,15 @@
 Basenames carry an `api-` prefix so the route names never shadow the browser UI's
 (`customer-detail`, `order-detail`, ... are the pages)."""
 
+from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
 from billing.api import CustomerViewSet, PaymentTermsViewSet, TaxRateViewSet
 from invoicing.api import InvoiceViewSet, OrderViewSet
+from invoicing.api_delivery import PrintBatchViewSet
 from kpis.api import KpiViewSet
 from orders.api import ProductViewSet
-from payments.api import PaymentViewSet
+from payments.api import CustomerStatementView, PaymentViewSet
 
 router = DefaultRouter()
 router.register("tax-rates", TaxRateViewSet, basename="api-tax-rate")
@@ -21,4 +23,13 @@ router.register("orders", OrderViewSet, basename="api-order")
 router.register("invoices", InvoiceViewSet, basename="api-invoice")
 router.register("payments", PaymentViewSet, basename="api-payment")
 router.register("kpis", KpiViewSet, basename="api-kpi")
-urlpatterns = router.urls
+router.register("print-batches", PrintBatchViewSet, basename="api-print-batch")
+urlpatterns = [
+    *router.urls,
+    # In payments (it shows unapplied credit), beside the customer routes: billing cannot import payments.
+    re_path(
+        r"^customers/(?P<customer_id>[^/.]+)/statement/$",
+        CustomerStatementView.as_view(),
+        name="api-customer-statement",
+    ),
+]

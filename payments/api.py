@@ -3,11 +3,16 @@
 from decimal import Decimal
 
 from django.db.models import F, Prefetch
+from django.http import HttpResponse
+from django.utils import timezone
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from billing.api import ACTION_ERRORS, ERRORS, UpperCodeField
 from billing.models import Customer, PaymentMethod
@@ -15,6 +20,7 @@ from invoicing.models import Invoice
 
 from . import services
 from .models import Allocation, Payment, PaymentSource
+from .statements import statement_pdf
 
 
 class AllocationSerializer(serializers.ModelSerializer):
@@ -166,3 +172,54 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             payment=payment, allocations=_allocations(serializer.validated_data), actor=request.user
         )
         return self._respond(payment)
+
+
+# --- Customer statements -------------------------------------------------------------------------
+
+
+class StatementQuerySerializer(serializers.Serializer):
+    as_of = serializers.DateField(required=False, help_text="The date the statement is made up to; defaults to today.")
+
+    def validate_as_of(self, value):
+        if value.year < 1900:
+            raise serializers.ValidationError("Give a date from 1900 on.")
+        return value
+
+
+@extend_schema(tags=["customers"])
+class CustomerStatementView(APIView):
+    """A customer's statement of account as a PDF. (Registered beside the customer routes; it lives
+    here because it shows unapplied credit, which belongs to payments.)"""
+
+    def perform_content_negotiation(self, request, force=False):
+        # The PDF is a plain response; let `Accept: application/pdf` through, errors stay JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        operation_id="customers_statement",
+        summary="Download a customer's statement of account",
+        description="Open invoices and penalty invoices with their balances and days overdue as of the date, "
+        "aging (current, 1-30, 31-60, 61-90, over 90 days), unapplied credit (payments and credit notes) and "
+        "the net balance. Balances are the current ones; documents dated after `as_of` are left out.",
+        parameters=[
+            OpenApiParameter("customer_id", int, OpenApiParameter.PATH, description="The customer's id."),
+            OpenApiParameter("as_of", OpenApiTypes.DATE, description="YYYY-MM-DD; defaults to today."),
+        ],
+        responses={
+            (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="The statement PDF."),
+            **ERRORS,
+        },
+    )
+    def get(self, request, customer_id: str):
+        customer = Customer.objects.filter(pk=int(customer_id)).first() if customer_id.isdigit() else None
+        if customer is None:
+            raise NotFound()
+        query = StatementQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        as_of = query.validated_data.get("as_of") or timezone.localdate()
+        data = statement_pdf(customer, as_of)
+        return HttpResponse(
+            data,
+            content_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="statement-{customer.code}-{as_of:%Y-%m-%d}.pdf"'},
+        )

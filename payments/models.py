@@ -3,6 +3,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
 from django.urls import reverse
 
 from billing.models import MONEY, Customer, PaymentMethod
@@ -43,7 +44,7 @@ class Payment(models.Model):
                 condition=Q(allocated_amount__gte=0) & Q(refunded_amount__gte=0), name="payment_used_nonneg"
             ),
             models.CheckConstraint(
-                condition=Q(allocated_amount__lte=F("amount") - F("refunded_amount")),
+                condition=Q(allocated_amount__lte=Round(F("amount") - F("refunded_amount"), 2)),
                 name="payment_allocated_plus_refunded_within_amount",
             ),
         ]
@@ -96,6 +97,7 @@ class PenaltyRun(models.Model):
     penalty_invoices = models.PositiveIntegerField(default=0)
     interest_total = models.DecimalField(**MONEY, default=Decimal("0"))
     fee_total = models.DecimalField(**MONEY, default=Decimal("0"))
+    errors = models.JSONField(default=list, blank=True, help_text="Batches that failed: first and last invoice id.")
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -149,3 +151,28 @@ class PenaltyAssessment(models.Model):
     @property
     def total(self) -> Decimal:
         return self.interest + self.fee
+
+
+class StatementDelivery(models.Model):
+    """A customer statement e-mailed for a month. One per customer and month (the period is the
+    month's first day), so reruns and a second worker of the monthly job send nothing twice."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="statement_deliveries")
+    period = models.DateField(help_text="First day of the month the statement was sent for.")
+    as_of = models.DateField()
+    recipients = models.JSONField(default=list, blank=True)
+    open_total = models.DecimalField(**MONEY)
+    credit_total = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-period", "customer"]
+        verbose_name_plural = "statement deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "period"], name="statementdelivery_once_per_month"),
+            models.CheckConstraint(condition=Q(period__day=1), name="statementdelivery_period_is_month_start"),
+        ]
+
+    def __str__(self):
+        return f"Statement {self.customer} {self.period:%Y-%m}"

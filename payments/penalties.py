@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing import terms
+from billing.jobs import enqueue_on_commit
 from billing.models import TaxCategory
 from billing.services import audit_record
 from invoicing.models import CreditApplication, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PdfStatus
@@ -242,7 +243,8 @@ def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None
             from invoicing.tasks import invoice_render_pdf
 
             pdf_ids = [doc.pk for doc in penalties.values()]
-            transaction.on_commit(lambda: [invoice_render_pdf.delay(pk) for pk in pdf_ids])
+            for pk in pdf_ids:
+                enqueue_on_commit(invoice_render_pdf, pk)
         return len(planned), len(penalties), interest, fees
 
 
@@ -260,7 +262,8 @@ def run_start(*, as_of: date | None = None, batch_size: int = BATCH_SIZE) -> Pen
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
             return run
-        transaction.on_commit(lambda: [penalty_assess_batch.delay(run.pk, batch) for batch in batches])
+        for batch in batches:
+            enqueue_on_commit(penalty_assess_batch, run.pk, batch)
     return run
 
 
@@ -268,8 +271,18 @@ def run_batch(*, run_id: int, invoice_ids: list[int]) -> None:
     run = PenaltyRun.objects.filter(pk=run_id).first()
     if run is None:
         return
-    assessments, invoices, interest, fees = assess_batch(invoice_ids=invoice_ids, as_of=run.as_of, run_id=run_id)
+    error = None
+    try:
+        assessments, invoices, interest, fees = assess_batch(invoice_ids=invoice_ids, as_of=run.as_of, run_id=run_id)
+    except Exception as exc:  # one failing batch must not leave the run waiting forever; it is reported on it
+        log.exception("Penalty run %s: batch of %s invoices failed", run_id, len(invoice_ids))
+        assessments, invoices, interest, fees = 0, 0, Decimal(0), Decimal(0)
+        error = {"invoices": [invoice_ids[0], invoice_ids[-1]], "error": repr(exc)[:500]}
     with transaction.atomic():
+        if error:
+            locked = PenaltyRun.objects.select_for_update().get(pk=run_id)
+            locked.errors = [*locked.errors, error][:200]
+            locked.save(update_fields=["errors"])
         PenaltyRun.objects.filter(pk=run_id).update(
             processed_batches=F("processed_batches") + 1,
             assessments=F("assessments") + assessments,

@@ -15,3 +15,48 @@ def penalty_run_daily() -> int:
     from .penalties import run_start
 
     return run_start().pk
+
+
+# --- Customer statements -------------------------------------------------------------------------
+
+
+@shared_task
+def statements_send_monthly(as_of: str | None = None, after_id: int = 0, batch: int = 500) -> int:
+    """Beat, monthly: enqueue the statement of every electronic customer with open items that has
+    none for this month yet, in bounded batches by customer id (each batch enqueues the next)."""
+    from datetime import date
+
+    from django.utils import timezone
+
+    from .statements import customers_due_statement
+
+    day = date.fromisoformat(as_of) if as_of else timezone.localdate()
+    ids = list(
+        customers_due_statement(as_of=day).filter(pk__gt=after_id).order_by("pk").values_list("pk", flat=True)[:batch]
+    )
+    for pk in ids:
+        statement_send.delay(pk, day.isoformat())
+    if len(ids) == batch:
+        statements_send_monthly.delay(day.isoformat(), ids[-1], batch)
+    return len(ids)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, time_limit=120, soft_time_limit=100)
+def statement_send(self, customer_id: int, as_of: str) -> bool:
+    """E-mail one customer's monthly statement; sent once per customer and month. Mail server
+    errors are retried with backoff; a later run of the monthly job picks up what still failed."""
+    from datetime import date
+
+    from billing.models import Customer
+
+    from .statements import statement_send as send
+
+    customer = Customer.objects.filter(pk=customer_id).first()
+    if customer is None:
+        return False
+    try:
+        return send(customer=customer, as_of=date.fromisoformat(as_of)) is not None
+    except OSError as exc:  # smtplib.SMTPException, refused connections, timeouts
+        if self.request.retries >= self.max_retries:
+            return False
+        raise self.retry(exc=exc, countdown=min(60 * 2**self.request.retries, 3600)) from exc

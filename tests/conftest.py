@@ -55,7 +55,7 @@ def make_issued_invoice(user, make_fulfilled_order):
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, tmp_path_factory):
+def _celery_worker_session(django_db_setup, tmp_path_factory):
     """A real Celery worker in its own process, on the Redis broker and the test database."""
     import os
     import subprocess
@@ -94,6 +94,8 @@ def celery_worker_process(django_db_setup, tmp_path_factory):
             hostname,
             "-Q",
             settings.CELERY_TASK_DEFAULT_QUEUE,
+            "--include",
+            "tests.worker_hooks",
         ],
         env=env,
         stdout=log,
@@ -113,3 +115,24 @@ def celery_worker_process(django_db_setup, tmp_path_factory):
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
+
+
+@pytest.fixture
+def celery_worker_process(_celery_worker_session):
+    """The session's worker; after the test, wait until it is idle, so that no task of this test
+    still holds rows while the database is flushed for the next one."""
+    import time
+
+    from django.conf import settings
+
+    from otc.celery import app
+
+    yield _celery_worker_session
+    deadline = time.monotonic() + 90
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        while time.monotonic() < deadline:
+            active = app.control.inspect(timeout=1).active() or {}
+            if client.llen(settings.CELERY_TASK_DEFAULT_QUEUE) == 0 and not any(active.values()):
+                break
+            time.sleep(0.5)

@@ -9,6 +9,7 @@ from django.utils import timezone
 from billing.models import BillingCycle
 from invoicing import billing_runs
 from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceLine, InvoiceStatus
+from kpis.audit import run_audit
 from orders import services as orders
 from orders.models import Order, OrderStatus
 from otc.celery import app as celery_app
@@ -86,6 +87,7 @@ def test_run_bills_per_order_and_consolidates_ended_periods(
     assert (later.invoices_created, later.orders_billed) == (3, 3)
     numbers = sorted(Invoice.objects.values_list("sequence_number", flat=True))
     assert numbers == list(range(1, 7))
+    assert run_audit() == []
 
 
 @pytest.mark.django_db
@@ -134,6 +136,7 @@ def test_two_runs_in_parallel_bill_nothing_twice_and_skip_no_number(make_fulfill
     assert Invoice.objects.count() == 20
     assert sorted(Invoice.objects.values_list("sequence_number", flat=True)) == list(range(1, 21))
     assert not Order.objects.filter(status=OrderStatus.FULFILLED).exists()
+    assert run_audit() == []
 
 
 @pytest.mark.django_db(transaction=True)

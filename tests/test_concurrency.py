@@ -10,6 +10,7 @@ from django.db import connection
 from billing.errors import DomainError
 from invoicing import services as invoicing
 from invoicing.models import Invoice, InvoiceStatus
+from kpis.audit import run_audit
 from payments import services as payments
 from payments.models import Allocation, Payment
 
@@ -42,6 +43,7 @@ def test_fifty_concurrent_issues_give_fifty_consecutive_numbers(customer, make_f
     numbers = sorted(r[1] for r in results)
     year = Invoice.objects.first().issue_date.year
     assert numbers == [f"INV-{year}-{n:06d}" for n in range(1, 51)]
+    assert run_audit() == []
 
 
 def test_issuing_the_same_draft_twice_at_once_gives_one_number(customer, make_fulfilled_order):
@@ -72,6 +74,7 @@ def test_fifty_concurrent_allocations_never_over_allocate_one_invoice(customer, 
     assert invoice.status == InvoiceStatus.PARTIALLY_PAID
     assert sum(a.amount for a in Allocation.objects.filter(invoice=invoice)) == invoice.amount_paid
     assert Payment.objects.count() == 23
+    assert run_audit() == []
 
 
 def test_concurrent_oldest_first_payments_pay_each_invoice_once(customer, make_issued_invoice):
@@ -88,3 +91,4 @@ def test_concurrent_oldest_first_payments_pay_each_invoice_once(customer, make_i
         assert sum(a.amount for a in invoice.allocations.all()) == D("462.62")
     credit = sum(p.unallocated_amount for p in Payment.objects.all())
     assert credit == D("1387.86")  # three payments became customer credit, nothing lost or doubled
+    assert run_audit() == []

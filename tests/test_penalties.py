@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus
+from kpis.audit import run_audit
 from payments import penalties
 from payments.models import PenaltyAssessment, PenaltyRun
 from payments.services import payment_record
@@ -87,6 +88,7 @@ def test_second_month_with_a_partial_payment_then_paid(late_customer, overdue):
         (date(2026, 3, 1), date(2026, 3, 31)),
     ]
     assert [p.number for p in penalty_invoices()] == ["PEN-2026-000001", "PEN-2026-000002", "PEN-2026-000003"]
+    assert run_audit() == []
 
 
 @pytest.mark.django_db
@@ -166,6 +168,7 @@ def test_two_concurrent_runs_charge_once(late_customer, make_issued_invoice):
     assert sorted(r[1] for r in results) == [0, 10]
     assert PenaltyAssessment.objects.count() == 10
     assert sorted(penalty_invoices().values_list("sequence_number", flat=True)) == list(range(1, 11))
+    assert run_audit() == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -180,3 +183,19 @@ def test_assess_penalties_command_waits_for_the_real_worker(celery_worker_proces
     call_command("assess_penalties", "--as-of", "2026-02-06", stdout=out)
     assert "0 candidate invoice(s)" in out.getvalue()
     assert PenaltyRun.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_failing_batch_is_reported_and_the_run_still_finishes(overdue, late_customer, make_issued_invoice):
+    broken = make_issued_invoice(late_customer, issue_date=date(2026, 1, 1))
+    Invoice.objects.filter(pk=broken.pk).update(
+        terms_snapshot={**broken.terms_snapshot, "annual_interest_rate": "twelve"}
+    )
+    run = PenaltyRun.objects.create(as_of=date(2026, 2, 6), total_batches=2, candidates=2)
+    penalties.run_batch(run_id=run.pk, invoice_ids=[broken.pk])
+    penalties.run_batch(run_id=run.pk, invoice_ids=[overdue.pk])
+    run.refresh_from_db()
+    assert run.status == "done"
+    assert run.errors == [{"invoices": [broken.pk, broken.pk], "error": run.errors[0]["error"]}]
+    assert "InvalidOperation" in run.errors[0]["error"]
+    assert run.penalty_invoices == 1  # the healthy batch was charged

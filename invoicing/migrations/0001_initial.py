@@ -2,6 +2,7 @@
 
 import django.db.models.deletion
 import django.db.models.expressions
+import django.db.models.functions.math
 from decimal import Decimal
 from django.conf import settings
 from django.db import migrations, models
@@ -110,7 +111,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='invoice',
-            constraint=models.CheckConstraint(condition=models.Q(('gross_total', django.db.models.expressions.CombinedExpression(models.F('net_total'), '+', models.F('tax_total')))), name='invoice_gross_is_net_plus_tax'),
+            constraint=models.CheckConstraint(condition=models.Q(('gross_total', django.db.models.functions.math.Round(django.db.models.expressions.CombinedExpression(models.F('net_total'), '+', models.F('tax_total')), 2))), name='invoice_gross_is_net_plus_tax'),
         ),
         migrations.AddConstraint(
             model_name='invoice',

@@ -2,6 +2,7 @@
 
 import django.db.models.deletion
 import django.db.models.expressions
+import django.db.models.functions.math
 from decimal import Decimal
 from django.conf import settings
 from django.db import migrations, models
@@ -68,7 +69,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='payment',
-            constraint=models.CheckConstraint(condition=models.Q(('allocated_amount__lte', django.db.models.expressions.CombinedExpression(models.F('amount'), '-', models.F('refunded_amount')))), name='payment_allocated_plus_refunded_within_amount'),
+            constraint=models.CheckConstraint(condition=models.Q(('allocated_amount__lte', django.db.models.functions.math.Round(django.db.models.expressions.CombinedExpression(models.F('amount'), '-', models.F('refunded_amount')), 2))), name='payment_allocated_plus_refunded_within_amount'),
         ),
         migrations.AddConstraint(
             model_name='allocation',

@@ -40,3 +40,9 @@ class Command(BaseCommand):
             f"Penalty run #{run.pk} done: {run.assessments} assessment(s), {run.penalty_invoices} penalty invoice(s), "
             f"interest {run.interest_total}, fees {run.fee_total}."
         )
+        for error in run.errors:
+            self.stderr.write(
+                f"  batch of invoices {error['invoices'][0]}..{error['invoices'][1]} failed: {error['error']}"
+            )
+        if run.errors:
+            raise CommandError(f"{len(run.errors)} batch(es) failed; see above.")
