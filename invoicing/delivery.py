@@ -26,6 +26,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.errors import Conflict, InvalidTransition, ValidationFailed
+from billing.jobs import enqueue_on_commit
 from billing.models import BillingMethod
 from billing.services import audit_record
 
@@ -130,7 +131,7 @@ def invoice_email(invoice: Invoice) -> EmailMultiAlternatives:
 def _enqueue(invoice_id: int) -> None:
     from .tasks import invoice_deliver
 
-    transaction.on_commit(lambda: invoice_deliver.delay(invoice_id))
+    enqueue_on_commit(invoice_deliver, invoice_id)
 
 
 def invoice_delivery_schedule(*, invoice: Invoice) -> bool:

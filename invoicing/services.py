@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from billing import money, terms
 from billing.errors import InvalidTransition, ValidationFailed
+from billing.jobs import enqueue_on_commit
 from billing.services import audit_record
 from orders.models import Order, OrderStatus
 from orders.services import order_close, order_mark_invoiced, order_reopen_for_billing
@@ -163,7 +164,7 @@ def invoice_issue(*, invoice: Invoice, actor=None, issue_date: date | None = Non
     )
     from .tasks import invoice_render_pdf
 
-    transaction.on_commit(lambda: invoice_render_pdf.delay(invoice.pk))
+    enqueue_on_commit(invoice_render_pdf, invoice.pk)
     return invoice
 
 
@@ -287,7 +288,7 @@ def invoice_request_pdf(*, invoice: Invoice, actor=None) -> Invoice:
         audit_record(actor=actor, action="invoice.pdf_requested", obj=invoice)
         from .tasks import invoice_render_pdf as task
 
-        transaction.on_commit(lambda: task.delay(invoice.pk))
+        enqueue_on_commit(task, invoice.pk)
     return invoice
 
 

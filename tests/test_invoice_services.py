@@ -160,3 +160,25 @@ def test_render_pdf_stores_file_and_hash(customer, make_issued_invoice, settings
     # Rendering again is a no-op: the stored PDF is kept.
     again = services.invoice_render_pdf(invoice_id=invoice.pk)
     assert again.pdf.name == rendered.pdf.name and again.pdf_attempts == 1
+
+
+def test_a_broker_outage_does_not_fail_an_issue_that_committed(
+    customer, make_fulfilled_order, django_capture_on_commit_callbacks
+):
+    from unittest import mock
+
+    from kombu.exceptions import OperationalError
+
+    from invoicing import tasks
+
+    draft = services.invoice_create_from_orders(orders=[make_fulfilled_order(customer)])
+    # The broker is outside the system: simulate it refusing connections.
+    refused = OperationalError("connection refused")
+    with (
+        mock.patch.object(tasks.invoice_render_pdf, "delay", side_effect=refused),
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+    ):
+        invoice = services.invoice_issue(invoice=draft)
+    assert len(callbacks) == 1
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.ISSUED and invoice.pdf_status == PdfStatus.PENDING  # the sweeper retries
