@@ -237,6 +237,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "otc.tasks.idempotency_purge",
         "schedule": crontab(minute=17),
     },
+    "kpis-invariant-audit": {
+        "task": "kpis.tasks.otc_audit_nightly",
+        "schedule": crontab(hour=3, minute=0),
+    },
     "kpis-log-summary": {
         "task": "kpis.tasks.kpi_log_summary",
         "schedule": crontab(hour=2, minute=30),

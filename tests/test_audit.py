@@ -150,3 +150,11 @@ def test_command_exits_1_and_lists_violations(books):
     assert exc.value.code == 1
     assert books["paid"].number in out.getvalue()
     assert "[amount_paid_equals_allocations]" in out.getvalue()
+
+
+def test_nightly_task_counts_violations(books):
+    from kpis.tasks import otc_audit_nightly
+
+    assert otc_audit_nightly() == 0
+    _sql("UPDATE invoicing_invoice SET amount_paid = 0, status = 'issued' WHERE id = %s", (books["paid"].pk,))
+    assert otc_audit_nightly() >= 1
