@@ -13,6 +13,7 @@ import logging
 from collections import defaultdict
 from datetime import date, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -75,11 +76,12 @@ def bill_group(*, order_ids: list[int], issue_date: date, actor=None) -> tuple[i
         return 1, len(orders)
 
 
-def run_start(*, as_of: date | None = None, actor=None, batch_size: int = BATCH_SIZE) -> BillingRun:
+def run_start(*, as_of: date | None = None, actor=None, batch_size: int | None = None) -> BillingRun:
     """Plan a run and enqueue its batches (after commit). Returns the run at once; its progress
-    is on the row."""
+    is on the row. Batch size: the argument, else settings.OTC_BILLING_BATCH_SIZE, else BATCH_SIZE."""
     from .tasks import billing_run_batch
 
+    batch_size = batch_size or getattr(settings, "OTC_BILLING_BATCH_SIZE", None) or BATCH_SIZE
     as_of = as_of or timezone.localdate()
     groups = plan_groups(as_of=as_of)
     with transaction.atomic():

@@ -1,4 +1,5 @@
-"""Invoice pages: list, detail, issue, PDF download, and invoicing an order."""
+"""Invoice pages: list, detail, issue, PDF download, sending again, invoicing an order; billing runs
+and print batches."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,9 +14,19 @@ from billing.models import TaxCategory
 from billing.views import filter_values, sorted_page
 from orders.models import Order
 
-from . import services
-from .forms import InvoiceListFilter
-from .models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceStatus, PdfStatus
+from . import billing_runs, delivery, services
+from .forms import BillingRunStartForm, InvoiceListFilter
+from .models import (
+    OPEN_STATUSES,
+    BillingRun,
+    BillingRunStatus,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+    PdfStatus,
+    PrintBatch,
+    PrintBatchStatus,
+)
 
 
 @login_required
@@ -35,6 +46,8 @@ def invoice_list(request):
         qs = qs.filter(kind=kind)
     if customer := data.get("customer"):
         qs = qs.filter(customer=customer)
+    if issued := data.get("issued"):
+        qs = qs.filter(issue_date=issued)
     context = sorted_page(
         request,
         qs,
@@ -89,6 +102,7 @@ def invoice_detail(request, pk: int):
         if invoice.is_open and invoice.kind != InvoiceKind.CREDIT_NOTE and invoice.due_date < today
         else 0,
         "can_issue": is_draft,
+        "can_resend": invoice.status not in (InvoiceStatus.DRAFT, InvoiceStatus.VOID),
         # A credit note's open balance is credit owed to the customer, not money to collect.
         "can_pay": invoice.is_open and invoice.kind != InvoiceKind.CREDIT_NOTE,
     }
@@ -143,3 +157,147 @@ def order_invoice(request, pk: int):
         return redirect(order)
     messages.success(request, f"Draft invoice created from order {order}. Check it, then issue it.")
     return redirect(invoice)
+
+
+@login_required
+@require_POST
+def invoice_resend(request, pk: int):
+    """Deliver an issued invoice again: e-mail it once more, or queue it for print."""
+    invoice = get_object_or_404(Invoice, pk=pk)
+    try:
+        invoice = delivery.invoice_resend(invoice=invoice, actor=request.user)
+    except DomainError as e:
+        messages.error(request, e.message)
+    else:
+        how = "queued for print" if delivery.billing_method(invoice) == "paper" else "e-mailed again"
+        messages.success(request, f"{invoice.get_kind_display()} {invoice.number} will be {how} in a moment.")
+    return redirect(invoice)
+
+
+# --- Billing runs ---------------------------------------------------------------------------------
+
+
+def _billing_run_list(request, form, status=200):
+    runs = BillingRun.objects.select_related("started_by")
+    context = sorted_page(
+        request,
+        runs,
+        sorts={"started": ("started_at",), "as_of": ("as_of",), "status": ("status",)},
+        default="-started",
+    )
+    context["form"] = form
+    return render(request, "invoicing/billing_run_list.html", context, status=status)
+
+
+@login_required
+def billing_run_list(request):
+    return _billing_run_list(request, BillingRunStartForm(initial={"as_of": timezone.localdate()}))
+
+
+@login_required
+@require_POST
+def billing_run_start(request):
+    form = BillingRunStartForm(request.POST)
+    if not form.is_valid():
+        return _billing_run_list(request, form, status=400)
+    try:
+        run = billing_runs.run_start(as_of=form.cleaned_data["as_of"], actor=request.user)
+    except DomainError as e:
+        messages.error(request, e.message)
+        return redirect("billing-run-list")
+    if run.total_groups:
+        messages.success(request, f"Billing run started: {run.total_groups} invoice(s) planned.")
+    else:
+        messages.info(request, f"Nothing to bill as of {run.as_of:%d %b %Y}.")
+    return redirect("billing-run-detail", pk=run.pk)
+
+
+@login_required
+def billing_run_detail(request, pk: int):
+    run = get_object_or_404(BillingRun.objects.select_related("started_by"), pk=pk)
+    context = {
+        "run": run,
+        "running": run.status == BillingRunStatus.RUNNING,
+        # Runs issue their invoices dated the day their batches ran.
+        "issue_dates": sorted(
+            {timezone.localdate(run.started_at), timezone.localdate(run.finished_at or timezone.now())}
+        ),
+    }
+    if request.htmx:
+        return render(request, "invoicing/partials/billing_run_progress.html", context)
+    return render(request, "invoicing/billing_run_detail.html", context)
+
+
+# --- Print batches --------------------------------------------------------------------------------
+
+
+@login_required
+def print_batch_list(request):
+    context = sorted_page(
+        request,
+        PrintBatch.objects.all(),
+        sorts={"date": ("date",), "status": ("status",), "invoices": ("invoice_count",)},
+        default="-date",
+    )
+    return render(request, "invoicing/print_batch_list.html", context)
+
+
+@login_required
+def print_batch_detail(request, pk: int):
+    batch = get_object_or_404(PrintBatch.objects.select_related("posted_by"), pk=pk)
+    items = batch.items.select_related("invoice__customer").order_by("invoice__number")
+    context = {
+        "batch": batch,
+        "items": items,
+        "can_close": batch.status == PrintBatchStatus.OPEN,
+        "can_post": batch.status == PrintBatchStatus.CLOSED,
+        "has_pdf": batch.status != PrintBatchStatus.OPEN and bool(batch.pdf),
+    }
+    return render(request, "invoicing/print_batch_detail.html", context)
+
+
+@login_required
+@require_POST
+def print_batch_close(request, pk: int):
+    batch = get_object_or_404(PrintBatch, pk=pk)
+    try:
+        batch = delivery.print_batch_close(batch=batch, actor=request.user)
+    except DomainError as e:
+        messages.error(request, e.message)
+    else:
+        messages.success(
+            request, f"{batch} closed: {batch.invoice_count} invoice(s), {batch.page_count} pages ready to print."
+        )
+    return redirect("print-batch-detail", pk=batch.pk)
+
+
+@login_required
+@require_POST
+def print_batch_post(request, pk: int):
+    batch = get_object_or_404(PrintBatch, pk=pk)
+    try:
+        batch = delivery.print_batch_mark_posted(batch=batch, actor=request.user)
+    except DomainError as e:
+        messages.error(request, e.message)
+    else:
+        messages.success(request, f"{batch} marked as posted: its {batch.invoice_count} invoice(s) are delivered.")
+    return redirect("print-batch-detail", pk=batch.pk)
+
+
+@login_required
+def print_batch_pdf(request, pk: int):
+    batch = get_object_or_404(PrintBatch, pk=pk)
+    if batch.status == PrintBatchStatus.OPEN or not batch.pdf:
+        messages.info(request, "The batch is still open: close it to build the PDF to print.")
+        return redirect("print-batch-detail", pk=batch.pk)
+    try:
+        handle = batch.pdf.open("rb")
+    except FileNotFoundError:
+        messages.error(request, "The batch PDF is missing from storage.")
+        return redirect("print-batch-detail", pk=batch.pk)
+    return FileResponse(
+        handle,
+        as_attachment=True,
+        filename=f"print-batch-{batch.date:%Y-%m-%d}-{batch.pk}.pdf",
+        content_type="application/pdf",
+    )

@@ -7,4 +7,5 @@ urlpatterns = [
     path("payments/new/", views.payment_create, name="payment-create"),
     path("payments/<int:pk>/", views.payment_detail, name="payment-detail"),
     path("payments/<int:pk>/allocate/", views.payment_allocate, name="payment-allocate"),
+    path("customers/<int:pk>/statement/", views.customer_statement, name="customer-statement"),
 ]

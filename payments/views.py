@@ -1,8 +1,11 @@
-"""Payment pages: list, detail, recording a payment and allocating left-over credit."""
+"""Payment pages: list, detail, recording a payment and allocating left-over credit; customer statements."""
+
+from datetime import date
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import F, Q
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -12,7 +15,7 @@ from billing.models import Customer, PaymentMethod
 from billing.views import filter_values, form_errors_from, sorted_page
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 
-from . import services
+from . import services, statements
 from .forms import PaymentForm, PaymentListFilter
 from .models import Payment, PaymentSource
 
@@ -161,3 +164,20 @@ def payment_allocate(request, pk: int):
         else:
             messages.info(request, "Nothing to allocate: no open invoice in this currency, or no credit left.")
     return redirect(payment)
+
+
+@login_required
+def customer_statement(request, pk: int):
+    """The customer's statement as a PDF, as of ?as_of=YYYY-MM-DD (default today)."""
+    customer = get_object_or_404(Customer, pk=pk)
+    as_of = timezone.localdate()
+    if raw := request.GET.get("as_of", "").strip():
+        try:
+            as_of = date.fromisoformat(raw)
+        except ValueError:
+            messages.error(request, f"“{raw[:20]}” is not a date: use YYYY-MM-DD.")
+            return redirect(customer)
+    data = statements.statement_pdf(customer, as_of=as_of)
+    response = HttpResponse(data, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="statement-{customer.code}-{as_of:%Y-%m-%d}.pdf"'
+    return response
