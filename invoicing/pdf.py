@@ -1,37 +1,152 @@
-"""Invoice PDF rendering with WeasyPrint. The HTML lives in templates/invoicing/pdf/."""
+"""Invoice PDF rendering with WeasyPrint. The HTML lives in templates/invoicing/pdf/invoice.html.
+
+Rendering is on the hot path after every billing run, so the template is kept lean and the choices
+below were measured (bench/pdf.py, bench/results/pdf.md):
+- one font family, DejaVu Sans, a system font: nothing is fetched and only the glyphs used are
+  embedded (full_fonts costs several times more: it compresses whole font files);
+- no flex or grid (WeasyPrint's flex layout took most of the time of the first template), fixed
+  table layouts, few elements: time grows with the number of boxes;
+- the font configuration (fontconfig + Pango font map) is built once per process;
+- the stylesheet carries no per-invoice text, so it is parsed once per process and reused.
+The page is PDF/A-friendly: opaque colours only, no images, every font embedded.
+"""
+
+import re
+from decimal import Decimal
 
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from .models import Invoice
+from .models import Invoice, InvoiceKind
+
+# Heading printed on the document and the label of its number, per kind.
+KIND_TEXT = {
+    InvoiceKind.INVOICE: ("INVOICE", "Invoice no."),
+    InvoiceKind.CREDIT_NOTE: ("CREDIT NOTE", "Credit note no."),
+    InvoiceKind.PENALTY: ("LATE-PAYMENT PENALTY", "Invoice no."),
+}
+MAX_CONTACTS = 2  # more would push the lines off the first page; the billing e-mail is always shown
+
+_STYLE = re.compile(r"<style>(.*?)</style>", re.S)
+_stylesheets: dict[str, object] = {}
+_font_config = None
 
 
-def invoice_html(invoice: Invoice) -> str:
+def _num(value) -> str:
+    """A quantity or percent without trailing zeros: 2.000 -> 2, 5.50 -> 5.5."""
+    text = f"{Decimal(value).normalize():f}"
+    return "0" if text in ("-0", "0") else text
+
+
+def _iban(value: str) -> str:
+    """An IBAN in its printed form: groups of four."""
+    compact = (value or "").replace(" ", "").upper()
+    return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
+
+
+def _nb(value: str) -> str:
+    """Keep a phone number on one line."""
+    return (value or "").replace(" ", "\u00a0")
+
+
+def _date(value) -> str:
+    return value.isoformat() if value else ""
+
+
+def invoice_context(invoice: Invoice) -> dict:
+    """Everything the template prints, prepared as display values."""
     lines = list(invoice.lines.all().order_by("position", "id"))
-    orders = {}
+    orders: dict[str, dict] = {}
+    rows = []
     for line in lines:
         if line.order_number and line.order_number not in orders:
             orders[line.order_number] = {
                 "number": line.order_number,
-                "date": line.order_date,
+                "date": _date(line.order_date),
                 "reference": line.customer_reference,
             }
-    notes = sorted({line.tax_note for line in lines if line.tax_note})
-    return render_to_string(
-        "invoicing/pdf/invoice.html",
-        {
-            "invoice": invoice,
-            "lines": lines,
-            "orders": list(orders.values()),
-            "seller": invoice.seller_snapshot or settings.OTC_COMPANY,
-            "customer": invoice.customer_snapshot,
-            "terms": invoice.terms_snapshot,
-            "tax_notes": notes,
-        },
-    )
+            rows.append({"order": orders[line.order_number]})
+        rows.append(
+            {
+                "position": line.position,
+                "description": line.description,
+                "sku": line.sku,
+                "quantity": _num(line.quantity),
+                "unit": line.unit,
+                "unit_price": line.unit_price,
+                "discount": _num(line.discount_percent) if line.discount_percent else "",
+                "tax": _num(line.tax_percent),
+                "note": line.tax_note,
+                "net": line.net_amount,
+            }
+        )
+    has_discount = any(line.discount_percent for line in lines)
+    breakdown = [
+        {**b, "rate": _num(b["rate"]), "category": str(b["category"]).replace("_", " ")}
+        for b in invoice.tax_breakdown or []
+    ]
+    seller = invoice.seller_snapshot or settings.OTC_COMPANY
+    customer = invoice.customer_snapshot or {}
+    contacts = [{**c, "phone": _nb(c.get("phone"))} for c in (customer.get("contacts") or [])[:MAX_CONTACTS]]
+    original = invoice.original if invoice.original_id else None
+    heading, number_label = KIND_TEXT.get(invoice.kind, KIND_TEXT[InvoiceKind.INVOICE])
+    return {
+        "invoice": invoice,
+        "kind": invoice.kind,
+        "title": invoice.get_kind_display(),
+        "heading": heading,
+        "number_label": number_label,
+        "number": invoice.number or "DRAFT",
+        "issue_date": _date(invoice.issue_date),
+        "due_date": _date(invoice.due_date),
+        "currency": invoice.currency,
+        "rows": rows,
+        "references": ", ".join(dict.fromkeys(o["reference"] for o in orders.values() if o["reference"])),
+        "has_discount": has_discount,
+        "columns": 7 if has_discount else 6,
+        "breakdown": breakdown,
+        "seller": seller,
+        "seller_iban": _iban(seller.get("iban", "")),
+        "customer": customer,
+        "customer_phone": _nb(customer.get("phone")),
+        "contacts": contacts,
+        "attention": contacts[0] if contacts else None,
+        "terms": invoice.terms_snapshot or {},
+        "original": original,
+        "original_date": _date(original.issue_date) if original else "",
+        "original_due_date": _date(original.due_date) if original else "",
+    }
 
 
-def render_invoice_pdf(invoice: Invoice) -> bytes:
-    from weasyprint import HTML
+def invoice_html(invoice: Invoice) -> str:
+    """The invoice as one self-contained HTML document (its stylesheet inline)."""
+    return render_to_string("invoicing/pdf/invoice.html", invoice_context(invoice))
 
-    return HTML(string=invoice_html(invoice), base_url=str(settings.BASE_DIR)).write_pdf()
+
+def html_to_pdf(html: str, **options) -> bytes:
+    """Render self-contained HTML to PDF bytes; `options` go to WeasyPrint's write_pdf (e.g.
+    pdf_variant, attachments). The output is the same as rendering the HTML as it is: the inline
+    stylesheet is only lifted out so that its parsed form can be reused by the next invoice."""
+    global _font_config
+    from weasyprint import CSS, HTML
+    from weasyprint.text.fonts import FontConfiguration
+
+    if _font_config is None:
+        _font_config = FontConfiguration()
+    stylesheets = list(options.pop("stylesheets", None) or [])
+    match = _STYLE.search(html)
+    if match and "@font-face" not in match.group(1) and "@import" not in match.group(1):
+        css = match.group(1)
+        sheet = _stylesheets.get(css)
+        if sheet is None:
+            if len(_stylesheets) > 16:  # the template's one stylesheet; anything else is not kept long
+                _stylesheets.clear()
+            sheet = _stylesheets[css] = CSS(string=css, font_config=_font_config)
+        html = html[: match.start()] + html[match.end() :]
+        stylesheets.insert(0, sheet)
+    document = HTML(string=html, base_url=str(settings.BASE_DIR))
+    return document.write_pdf(font_config=_font_config, stylesheets=stylesheets, **options)
+
+
+def render_invoice_pdf(invoice: Invoice, **options) -> bytes:
+    return html_to_pdf(invoice_html(invoice), **options)
