@@ -275,7 +275,9 @@ def start_worker(
     destination = [cmd[cmd.index("-n") + 1].replace("%h", os.uname().nodename)]
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"Celery worker exited with {proc.returncode}; see {log_path}")
+            log.close()
+            tail = "".join(Path(log_path).read_text().splitlines(keepends=True)[-15:])
+            raise SystemExit(f"Celery worker exited with {proc.returncode}; the end of its log:\n{tail}")
         if app.control.ping(destination=destination, timeout=0.5) and len(worker_children(proc.pid)) >= concurrency:
             return proc
         time.sleep(0.2)

@@ -138,7 +138,10 @@ def pipeline(args, env: dict, invoice_ids: list[int], workdir: str) -> dict:
     from invoicing.models import Invoice, PdfStatus
     from invoicing.tasks import invoice_render_pdf
 
-    extra = [] if args.max_tasks_per_child is None else ["--max-tasks-per-child", str(args.max_tasks_per_child)]
+    extra = []
+    if args.max_tasks_per_child is not None:
+        # Celery wants a positive number: "never recycle" is a number no run reaches.
+        extra = ["--max-tasks-per-child", str(args.max_tasks_per_child or 10**9)]
     worker_env = {**env, "CELERY_QUEUE": DELIVERY_QUEUE}
     log_path = os.path.join(workdir, "worker.log")
     proc = common.start_worker(
