@@ -12,6 +12,7 @@ The page is PDF/A-friendly: opaque colours only, no images, every font embedded.
 """
 
 import re
+import threading
 from decimal import Decimal
 
 from django.conf import settings
@@ -28,8 +29,9 @@ KIND_TEXT = {
 MAX_CONTACTS = 2  # more would push the lines off the first page; the billing e-mail is always shown
 
 _STYLE = re.compile(r"<style>(.*?)</style>", re.S)
-_stylesheets: dict[str, object] = {}
-_font_config = None
+# Per process and thread (Pango's font map is not shared between threads): the font configuration
+# and the parsed stylesheets, keyed by their text.
+_cache = threading.local()
 
 
 def _num(value) -> str:
@@ -125,27 +127,27 @@ def invoice_html(invoice: Invoice) -> str:
 
 def html_to_pdf(html: str, **options) -> bytes:
     """Render self-contained HTML to PDF bytes; `options` go to WeasyPrint's write_pdf (e.g.
-    pdf_variant, attachments). The output is the same as rendering the HTML as it is: the inline
-    stylesheet is only lifted out so that its parsed form can be reused by the next invoice."""
-    global _font_config
+    pdf_variant, attachments). The output is the same as rendering the HTML as it is: a document's
+    one inline stylesheet is lifted out so that its parsed form serves the next document too (when
+    nothing else in the document could rank differently once it is passed as a stylesheet)."""
     from weasyprint import CSS, HTML
     from weasyprint.text.fonts import FontConfiguration
 
-    if _font_config is None:
-        _font_config = FontConfiguration()
+    if getattr(_cache, "font_config", None) is None:
+        _cache.font_config, _cache.stylesheets = FontConfiguration(), {}
     stylesheets = list(options.pop("stylesheets", None) or [])
-    match = _STYLE.search(html)
-    if match and "@font-face" not in match.group(1) and "@import" not in match.group(1):
+    match = _STYLE.search(html) if html.count("<style") == 1 else None
+    if match and not any(word in match.group(1) for word in ("@font-face", "@import", "!important")):
         css = match.group(1)
-        sheet = _stylesheets.get(css)
+        sheet = _cache.stylesheets.get(css)
         if sheet is None:
-            if len(_stylesheets) > 16:  # the template's one stylesheet; anything else is not kept long
-                _stylesheets.clear()
-            sheet = _stylesheets[css] = CSS(string=css, font_config=_font_config)
+            if len(_cache.stylesheets) >= 8:  # the template has one stylesheet; keep the cache small
+                _cache.stylesheets.clear()
+            sheet = _cache.stylesheets[css] = CSS(string=css, font_config=_cache.font_config)
         html = html[: match.start()] + html[match.end() :]
         stylesheets.insert(0, sheet)
     document = HTML(string=html, base_url=str(settings.BASE_DIR))
-    return document.write_pdf(font_config=_font_config, stylesheets=stylesheets, **options)
+    return document.write_pdf(font_config=_cache.font_config, stylesheets=stylesheets, **options)
 
 
 def render_invoice_pdf(invoice: Invoice, **options) -> bytes:
