@@ -13,9 +13,14 @@ CONTACT_FIELDS = ("name", "email", "phone", "role", "receives_invoices")
 _MANAGED_FIELDS = {"id", "created_at", "updated_at"}
 
 
+def actor_user(actor):
+    """The user to record for `actor`: a signed-in user, or None for the system and anonymous callers."""
+    return actor if getattr(actor, "is_authenticated", False) else None
+
+
 def audit_record(*, actor, action: str, obj, changes: dict[str, Any] | None = None) -> AuditEvent:
     """Write one audit row: who did `action` to `obj`, with the fields that changed."""
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    user = actor_user(actor)
     return AuditEvent.objects.create(
         actor=user,
         action=action,

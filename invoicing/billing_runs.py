@@ -21,6 +21,7 @@ from django.utils import timezone
 from billing.errors import DomainError
 from billing.jobs import enqueue_on_commit
 from billing.models import BillingCycle
+from billing.services import actor_user
 from orders.models import Order, OrderStatus
 
 from . import services
@@ -88,7 +89,7 @@ def run_start(*, as_of: date | None = None, actor=None, batch_size: int | None =
         run = BillingRun.objects.create(
             as_of=as_of,
             total_groups=len(groups),
-            started_by=actor if getattr(actor, "is_authenticated", False) else None,
+            started_by=actor_user(actor),
         )
         if not groups:
             run.status = BillingRunStatus.DONE

@@ -28,7 +28,7 @@ from django.utils import timezone
 from billing.errors import Conflict, InvalidTransition, ValidationFailed
 from billing.jobs import enqueue_on_commit
 from billing.models import BillingMethod
-from billing.services import audit_record
+from billing.services import actor_user, audit_record
 
 from .models import (
     DeliveryStatus,
@@ -48,10 +48,6 @@ log = logging.getLogger(__name__)
 # never expires under a live sender; a crashed sender's lock expires and the sweeper retries.
 SEND_LOCK_SECONDS = 600
 UNDELIVERABLE = (InvoiceStatus.DRAFT, InvoiceStatus.VOID)
-
-
-def _user(actor):
-    return actor if getattr(actor, "is_authenticated", False) else None
 
 
 def billing_method(invoice: Invoice) -> str:
@@ -356,7 +352,7 @@ def print_batch_mark_posted(*, batch: PrintBatch, actor=None) -> PrintBatch:
             audit_record(actor=actor, action="invoice.posted", obj=invoice, changes={"print_batch": batch.pk})
         batch.status = PrintBatchStatus.POSTED
         batch.posted_at = now
-        batch.posted_by = _user(actor)
+        batch.posted_by = actor_user(actor)
         batch.save(update_fields=["status", "posted_at", "posted_by"])
         audit_record(actor=actor, action="print_batch.posted", obj=batch, changes={"invoices": len(invoices)})
     return batch

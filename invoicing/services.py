@@ -9,7 +9,7 @@ from django.utils import timezone
 from billing import money, terms
 from billing.errors import InvalidTransition, ValidationFailed
 from billing.jobs import enqueue_on_commit
-from billing.services import audit_record
+from billing.services import actor_user, audit_record
 from orders.models import Order, OrderStatus
 from orders.services import order_close, order_mark_invoiced, order_reopen_for_billing
 
@@ -25,18 +25,10 @@ from .models import (
 )
 
 
-def _user(actor):
-    return actor if getattr(actor, "is_authenticated", False) else None
-
-
 def number_next(*, series: str, year: int) -> int:
     """Take the next number of a series for a year. Call inside the issuing transaction: the
     sequence row stays locked until commit, so numbers are consecutive and never skipped."""
-    NumberSequence.objects.bulk_create([NumberSequence(series=series, year=year)], ignore_conflicts=True)
-    seq = NumberSequence.objects.select_for_update().get(series=series, year=year)
-    seq.last_number += 1
-    seq.save(update_fields=["last_number"])
-    return seq.last_number
+    return number_block(series=series, year=year, count=1)
 
 
 def number_block(*, series: str, year: int, count: int) -> int:
@@ -152,7 +144,7 @@ def invoice_issue(*, invoice: Invoice, actor=None, issue_date: date | None = Non
     invoice.seller_snapshot = dict(settings.OTC_COMPANY)
     invoice.status = InvoiceStatus.PAID if invoice.gross_total == 0 else InvoiceStatus.ISSUED
     invoice.issued_at = timezone.now()
-    invoice.issued_by = _user(actor)
+    invoice.issued_by = actor_user(actor)
     invoice.pdf_status = PdfStatus.PENDING
     invoice.content_sha256 = invoice.fingerprint()
     invoice.save()
@@ -443,7 +435,9 @@ def invoice_credit(
     )
     applied = min(note.gross_total, original.balance)
     if applied > 0:
-        CreditApplication.objects.create(credit_note=note, invoice=original, amount=applied, created_by=_user(actor))
+        CreditApplication.objects.create(
+            credit_note=note, invoice=original, amount=applied, created_by=actor_user(actor)
+        )
         invoice_set_amount_paid(invoice=original, amount_paid=original.amount_paid + applied, actor=actor)
         note = Invoice.objects.select_for_update().get(pk=note.pk)
         invoice_set_amount_paid(invoice=note, amount_paid=applied, actor=actor)

@@ -8,7 +8,7 @@ from django.utils import timezone
 from billing import money
 from billing.errors import Conflict, InvalidTransition, PermissionDenied, ValidationFailed
 from billing.models import Customer
-from billing.services import audit_record
+from billing.services import actor_user, audit_record
 
 from .models import ORDER_TRANSITIONS, Order, OrderChannel, OrderEvent, OrderLine, OrderStatus, Product
 from .selectors import customer_exposure
@@ -38,12 +38,8 @@ def _transition(order: Order, to: str, *, actor=None, note: str = "") -> None:
             f"Order {order} is {order.get_status_display().lower()}; it cannot become {OrderStatus(to).label.lower()}.",
             details={"status": order.status, "requested": to},
         )
-    OrderEvent.objects.create(order=order, from_status=order.status, to_status=to, actor=_user(actor), note=note)
+    OrderEvent.objects.create(order=order, from_status=order.status, to_status=to, actor=actor_user(actor), note=note)
     order.status = to
-
-
-def _user(actor):
-    return actor if getattr(actor, "is_authenticated", False) else None
 
 
 def _lock(order: Order) -> Order:
@@ -148,7 +144,7 @@ def order_create(
         channel=channel,
         entry_started_at=entry_started_at or timezone.now(),
         notes=notes,
-        created_by=_user(actor),
+        created_by=actor_user(actor),
     )
     order.number = f"SO-{order.pk:06d}"
     built = [_build_line(order, i, spec, actor=actor) for i, spec in enumerate(lines, start=1)]
@@ -160,7 +156,7 @@ def order_create(
             details={"lines": ["The order total is too large."]},
         )
     order.save(update_fields=["number", "net_total", "tax_total", "gross_total"])
-    OrderEvent.objects.create(order=order, from_status="", to_status=OrderStatus.DRAFT, actor=_user(actor))
+    OrderEvent.objects.create(order=order, from_status="", to_status=OrderStatus.DRAFT, actor=actor_user(actor))
     _cache_lines(order, built)
     return order
 

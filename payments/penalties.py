@@ -23,7 +23,7 @@ from django.utils import timezone
 from billing import terms
 from billing.jobs import enqueue_on_commit
 from billing.models import TaxCategory
-from billing.services import audit_record
+from billing.services import actor_user, audit_record
 from invoicing.models import CreditApplication, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PdfStatus
 from invoicing.services import invoice_credit, number_block
 
@@ -306,7 +306,7 @@ def penalty_waive(*, assessment: PenaltyAssessment, reason: str, actor=None) -> 
     if assessment.penalty_invoice_id:
         invoice_credit(invoice=assessment.penalty_invoice, reason=f"Penalty waived: {reason}", actor=actor)
     assessment.waived_at = timezone.now()
-    assessment.waived_by = actor if getattr(actor, "is_authenticated", False) else None
+    assessment.waived_by = actor_user(actor)
     assessment.waive_reason = reason
     assessment.save(update_fields=["waived_at", "waived_by", "waive_reason"])
     audit_record(

@@ -7,15 +7,11 @@ from django.utils import timezone
 
 from billing.errors import ValidationFailed
 from billing.models import Customer, PaymentMethod
-from billing.services import audit_record
+from billing.services import actor_user, audit_record
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 from invoicing.services import invoice_set_amount_paid
 
 from .models import Allocation, Payment, PaymentSource
-
-
-def _user(actor):
-    return actor if getattr(actor, "is_authenticated", False) else None
 
 
 def _plan_oldest_first(payment: Payment, invoices: list[Invoice]) -> list[tuple[Invoice, Decimal]]:
@@ -79,7 +75,7 @@ def payment_allocate(*, payment: Payment, allocations: list[dict] | None = None,
         if errors:
             raise ValidationFailed(" ".join(errors), code="over_allocation", details={"allocations": errors})
         created = [
-            Allocation.objects.create(payment=payment, invoice=invoice, amount=amount, created_by=_user(actor))
+            Allocation.objects.create(payment=payment, invoice=invoice, amount=amount, created_by=actor_user(actor))
             for invoice, amount in plan
         ]
         for pk, amount in wanted.items():
@@ -135,7 +131,7 @@ def payment_record(
             received_on=received_on or timezone.localdate(),
             reference=reference,
             source=source,
-            created_by=_user(actor),
+            created_by=actor_user(actor),
         )
         payment.number = f"PAY-{payment.pk:06d}"
         payment.save(update_fields=["number"])
