@@ -118,6 +118,27 @@ def _celery_worker_session(django_db_setup, tmp_path_factory):
 
 
 @pytest.fixture
+def no_worker():
+    """Keep tasks queued for the length of the test: the session's worker, when an earlier test
+    started it, stops consuming the queue; afterwards the queue is emptied (its tasks point at rows
+    the flush removes) and the worker consumes again."""
+    from django.conf import settings
+
+    from otc.celery import app
+
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    workers = app.control.ping(timeout=1)
+    if workers:
+        replies = app.control.cancel_consumer(queue, reply=True, timeout=10)
+        assert len(replies) == len(workers), f"a worker did not stop consuming {queue}: {replies}"
+    yield
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete(queue)
+    if workers:
+        app.control.add_consumer(queue, reply=True, timeout=10)
+
+
+@pytest.fixture
 def celery_worker_process(_celery_worker_session):
     """The session's worker; after the test, wait until it is idle, so that no task of this test
     still holds rows while the database is flushed for the next one."""

@@ -56,7 +56,7 @@ def test_every_page_opens_after_signing_in(page, login, screenshot, user, custom
     expect(page.get_by_role("heading", name="Sign in to OTC")).to_be_visible()
 
 
-def test_order_to_cash_spine(page, login, screenshot, products):
+def test_order_to_cash_spine(page, login, screenshot, products, no_worker):
     PaymentTermsFactory(name="Net 30")
     login()
 
