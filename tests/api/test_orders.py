@@ -9,6 +9,7 @@ from orders.models import Order, OrderEvent
 from tests.factories import CustomerFactory, ProductFactory
 
 from .helpers import error_of
+from .test_orders_bulk import order_spec
 
 pytestmark = pytest.mark.django_db
 
@@ -273,3 +274,22 @@ def test_order_list_query_count_does_not_grow_with_rows(api, make_fulfilled_orde
     assert response.status_code == 200
     assert response.json()["count"] == 6
     assert all(len(r["lines"]) == 2 for r in response.json()["results"])
+
+
+def test_shared_fields_show_an_order_exactly_as_drf_would(api, eur_customer, products):
+    """The read serializers bind their fields once per class (orders.api.FieldsOnceModelSerializer);
+    what they show must be what DRF's own per-instance fields show, field by field."""
+    from rest_framework import serializers
+
+    from orders.api import OrderLineSerializer, OrderSerializer
+
+    created = api.post("/api/v1/orders/", order_spec(eur_customer, products), format="json")
+    assert created.status_code == 201, created.content
+    order = Order.objects.prefetch_related("lines").get(pk=created.json()["id"])
+    generic = serializers.Serializer.to_representation  # DRF's own loop over freshly built fields
+    shown = OrderSerializer(order).data
+    drf = generic(OrderSerializer(order), order)
+    assert {k: v for k, v in shown.items() if k != "lines"} == {k: v for k, v in drf.items() if k != "lines"}
+    assert shown["lines"] == [generic(OrderLineSerializer(line), line) for line in order.lines.all()]
+    assert len(shown["lines"]) == len(order_spec(eur_customer, products)["lines"]) > 0
+    assert shown["number"] and shown["gross_total"] == str(order.gross_total)
