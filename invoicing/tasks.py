@@ -23,6 +23,31 @@ def invoice_render_pdf(self, invoice_id: int) -> None:
         raise self.retry(exc=exc) from exc
 
 
+# A batch job (penalty run) issues thousands of invoices at once: one message per chunk, not per invoice.
+PDF_CHUNK = 50
+
+
+@shared_task(acks_late=True, time_limit=900, soft_time_limit=840)
+def invoice_render_pdfs(invoice_ids: list[int]) -> None:
+    """Render a chunk of invoices' PDFs, one after the other, as `invoice_render_pdf` does each
+    (idempotent: a ready PDF is kept, so a redelivered chunk redoes nothing). An invoice that fails
+    here goes on to its own `invoice_render_pdf` task, with that task's retries and failure marking."""
+    for invoice_id in invoice_ids:
+        try:
+            services.invoice_render_pdf(invoice_id=invoice_id)
+        except Exception:
+            log.exception("PDF rendering failed for invoice %s in a chunk; retried on its own", invoice_id)
+            invoice_render_pdf.delay(invoice_id)
+
+
+def render_pdfs_on_commit(invoice_ids: list[int]) -> None:
+    """Queue the PDFs of many invoices, in chunks of PDF_CHUNK, once the transaction commits."""
+    from billing.jobs import enqueue_on_commit
+
+    for start in range(0, len(invoice_ids), PDF_CHUNK):
+        enqueue_on_commit(invoice_render_pdfs, list(invoice_ids[start : start + PDF_CHUNK]))
+
+
 @shared_task
 def invoice_sweep_pending_pdfs(older_than_minutes: int = 10, batch: int = 500) -> int:
     """Re-enqueue PDFs a lost message left pending."""

@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -98,6 +98,24 @@ def _lines_for(invoice: Invoice, charge: terms.PenaltyCharge, rate: Decimal) -> 
     if charge.fee > 0:
         lines.append({"description": f"Fixed recovery fee for late payment of {invoice.number}", "net": charge.fee})
     return lines
+
+
+def _store_hashes(docs: list[Invoice]) -> None:
+    """Write the content hashes of freshly inserted documents. On PostgreSQL one UPDATE ... FROM
+    (VALUES ...): bulk_update's CASE over 2,000 rows cost more to compile than to run."""
+    if connection.vendor != "postgresql":
+        Invoice.objects.bulk_update(docs, ["content_sha256"])
+        return
+    from psycopg2.extras import execute_values
+
+    with connection.cursor() as cursor:
+        execute_values(
+            cursor.cursor,
+            "UPDATE invoicing_invoice AS i SET content_sha256 = v.sha "
+            "FROM (VALUES %s) AS v (id, sha) WHERE i.id = v.id",
+            [(doc.pk, doc.content_sha256) for doc in docs],
+            page_size=len(docs),
+        )
 
 
 def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None = None, run_id: int | None = None):
@@ -218,7 +236,7 @@ def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None
                 stored[line.invoice_id].append(line)
             for doc in docs:
                 doc.content_sha256 = doc.fingerprint(lines=stored[doc.pk])
-            Invoice.objects.bulk_update(docs, ["content_sha256"])
+            _store_hashes(docs)
 
         PenaltyAssessment.objects.bulk_create(
             [
@@ -240,11 +258,9 @@ def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None
         interest = sum((c.interest for _, c, _ in planned), Decimal(0))
         fees = sum((c.fee for _, c, _ in planned), Decimal(0))
         if penalties:
-            from invoicing.tasks import invoice_render_pdf
+            from invoicing.tasks import render_pdfs_on_commit
 
-            pdf_ids = [doc.pk for doc in penalties.values()]
-            for pk in pdf_ids:
-                enqueue_on_commit(invoice_render_pdf, pk)
+            render_pdfs_on_commit([doc.pk for doc in penalties.values()])
         return len(planned), len(penalties), interest, fees
 
 

@@ -199,3 +199,47 @@ def test_a_failing_batch_is_reported_and_the_run_still_finishes(overdue, late_cu
     assert run.errors == [{"invoices": [broken.pk, broken.pk], "error": run.errors[0]["error"]}]
     assert "InvalidOperation" in run.errors[0]["error"]
     assert run.penalty_invoices == 1  # the healthy batch was charged
+
+
+@pytest.mark.django_db
+def test_penalty_pdfs_are_queued_in_chunks_and_a_chunk_renders_each(
+    late_customer, make_issued_invoice, django_capture_on_commit_callbacks, monkeypatch
+):
+    from invoicing import tasks
+
+    for _ in range(3):
+        make_issued_invoice(late_customer, issue_date=date(2026, 1, 1))
+    monkeypatch.setattr(tasks, "PDF_CHUNK", 2)
+    sent = []
+    monkeypatch.setattr(tasks.invoice_render_pdfs, "delay", lambda ids: sent.append(ids))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert assess(date(2026, 3, 1))[1] == 3
+    penalty_ids = list(penalty_invoices().values_list("pk", flat=True))
+    # Three penalty invoices, chunks of two: two messages, not three.
+    assert sent == [penalty_ids[:2], penalty_ids[2:]]
+
+    tasks.invoice_render_pdfs(sent[0])  # run here, by the real renderer
+    rendered = Invoice.objects.filter(pk__in=sent[0])
+    assert {i.pdf_status for i in rendered} == {"ready"}
+    assert all(i.pdf_sha256 and i.pdf.size > 1000 for i in rendered)
+    assert Invoice.objects.get(pk=sent[1][0]).pdf_status == "pending"
+
+
+@pytest.mark.django_db
+def test_an_invoice_failing_in_a_chunk_goes_on_to_its_own_task(late_customer, make_issued_invoice, monkeypatch):
+    from invoicing import services, tasks
+
+    first, second = (make_issued_invoice(late_customer, issue_date=date(2026, 1, 1)) for _ in range(2))
+    real = services.invoice_render_pdf
+
+    def render(*, invoice_id):
+        if invoice_id == first.pk:
+            raise OSError("disk full")
+        return real(invoice_id=invoice_id)
+
+    monkeypatch.setattr(services, "invoice_render_pdf", render)
+    retried = []
+    monkeypatch.setattr(tasks.invoice_render_pdf, "delay", lambda pk: retried.append(pk))
+    tasks.invoice_render_pdfs([first.pk, second.pk])
+    assert retried == [first.pk]
+    assert Invoice.objects.get(pk=second.pk).pdf_status == "ready"

@@ -32,7 +32,7 @@ def bot():
 
 
 def test_the_token_is_read_once_then_served_from_the_cache(bot):
-    _, token, client = bot
+    _, _, client = bot
     assert token_queries(client) == (200, 1)
     assert token_queries(client) == (200, 0)
     assert token_queries(client) == (200, 0)
