@@ -1,13 +1,15 @@
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from billing import money, terms
-from billing.errors import InvalidTransition, ValidationFailed
+from billing.errors import Conflict, InvalidTransition, ValidationFailed
 from billing.jobs import enqueue_on_commit
 from billing.services import actor_user, audit_record
 from orders.models import Order, OrderStatus
@@ -16,12 +18,16 @@ from orders.services import order_close, order_mark_invoiced, order_reopen_for_b
 from .models import (
     SERIES_BY_KIND,
     CreditApplication,
+    DeliveryStatus,
     Invoice,
     InvoiceKind,
     InvoiceLine,
     InvoiceStatus,
     NumberSequence,
     PdfStatus,
+    PrintBatch,
+    PrintBatchItem,
+    PrintBatchStatus,
 )
 
 
@@ -160,18 +166,109 @@ def invoice_issue(*, invoice: Invoice, actor=None, issue_date: date | None = Non
     return invoice
 
 
-@transaction.atomic
+VOID_REASON_MAX_LENGTH = Invoice._meta.get_field("void_reason").max_length
+
+
 def invoice_void(*, invoice: Invoice, actor=None, reason: str) -> Invoice:
-    """Void a draft invoice: its orders return to `fulfilled` and can be billed again.
-    An issued invoice is corrected by a credit note instead."""
-    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-    if invoice.status != InvoiceStatus.DRAFT:
+    """Void an invoice that never took effect.
+
+    A draft: its lines go and its orders return to `fulfilled`.
+
+    An issued sales invoice, when nothing settles it (no payment allocated, no credit note, no
+    penalty assessed) and the customer never received it (not e-mailed, posted or printed): it
+    keeps its number, which stays counted in its series (numbers stay gapless), and its content
+    stays frozen, lines and totals included; its lines stop holding their order lines, so its
+    orders return to `fulfilled` and are billed again; it leaves an open print batch, and its
+    PDF is rendered again, marked VOID. Anything else is corrected by a credit note.
+
+    Locks the print batch holding the invoice (if any), then the invoice: the order the print
+    batch services use; allocations, credit notes and penalties lock the invoice too, so none of
+    them can slip in between the checks and the void."""
+    reason = (reason or "").strip()
+    batch_id = (
+        PrintBatchItem.objects.filter(invoice_id=invoice.pk, batch__status=PrintBatchStatus.OPEN)
+        .values_list("batch_id", flat=True)
+        .first()
+    )
+    with transaction.atomic():
+        if batch_id is not None:
+            PrintBatch.objects.select_for_update().filter(pk=batch_id).first()
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.status != InvoiceStatus.DRAFT:
+            _check_voidable(invoice, locked_batch_id=batch_id)
+        if not reason:
+            raise ValidationFailed("Give a reason for voiding.", details={"reason": ["This field is required."]})
+        if len(reason) > VOID_REASON_MAX_LENGTH:
+            raise ValidationFailed(
+                f"The reason is too long ({len(reason)} characters).",
+                details={"reason": [f"At most {VOID_REASON_MAX_LENGTH} characters."]},
+            )
+        if invoice.status == InvoiceStatus.DRAFT:
+            return _void_draft(invoice, actor=actor, reason=reason)
+        return _void_issued(invoice, actor=actor, reason=reason)
+
+
+def _check_voidable(invoice: Invoice, *, locked_batch_id: int | None) -> None:
+    """Refuse to void an issued document that took effect (InvalidTransition, 409)."""
+    name = f"{invoice.get_kind_display()} {invoice}"
+    if invoice.kind == InvoiceKind.CREDIT_NOTE:
         raise InvalidTransition(
-            f"Invoice {invoice} is {invoice.get_status_display().lower()}; issue a credit note to correct it.",
+            f"{name} cannot be voided: a credit note is applied when it is issued.", details={"kind": invoice.kind}
+        )
+    if invoice.kind == InvoiceKind.PENALTY:
+        raise InvalidTransition(f"{name} cannot be voided; waive the penalty instead.", details={"kind": invoice.kind})
+    if invoice.status != InvoiceStatus.ISSUED:
+        raise InvalidTransition(
+            f"Invoice {invoice} is {invoice.get_status_display().lower()}; only an issued invoice with nothing "
+            "paid or credited can be voided. Correct it with a credit note.",
             details={"status": invoice.status},
         )
-    if not reason:
-        raise ValidationFailed("Give a reason for voiding.", details={"reason": ["This field is required."]})
+    # Payments live in a higher app: reach them through the reverse relation, never by import.
+    if invoice.amount_paid or invoice.allocations.exists():
+        raise InvalidTransition(
+            f"Invoice {invoice} has payments allocated to it; it cannot be voided. Correct it with a credit note.",
+            code="has_allocations",
+        )
+    if invoice.credits_received.exists() or invoice.corrections.exclude(status=InvoiceStatus.VOID).exists():
+        raise InvalidTransition(
+            f"Invoice {invoice} has been credited or charged a penalty; it cannot be voided. "
+            "Correct it with a credit note.",
+            code="has_corrections",
+        )
+    if invoice.penalty_assessments.exists():
+        raise InvalidTransition(
+            f"Late-payment penalties were assessed on invoice {invoice}; it cannot be voided.",
+            code="has_penalties",
+        )
+    if invoice.delivery_status in (DeliveryStatus.SENT, DeliveryStatus.POSTED):
+        how = "e-mailed" if invoice.delivery_status == DeliveryStatus.SENT else "posted"
+        raise InvalidTransition(
+            f"Invoice {invoice} was {how} to the customer"
+            + (f" on {invoice.delivered_at:%d %b %Y}" if invoice.delivered_at else "")
+            + "; it cannot be voided. Correct it with a credit note.",
+            code="delivered",
+            details={"delivery_status": invoice.delivery_status},
+        )
+    if invoice.delivery_status == DeliveryStatus.PENDING:
+        raise Conflict(
+            f"Invoice {invoice} is being sent to the customer right now; try again once the delivery "
+            "has finished or failed.",
+            code="delivery_in_progress",
+            details={"delivery_status": invoice.delivery_status},
+        )
+    item = PrintBatchItem.objects.select_related("batch").filter(invoice=invoice).first()
+    if item is not None and item.batch.status != PrintBatchStatus.OPEN:
+        raise InvalidTransition(
+            f"Invoice {invoice} was printed in {item.batch}; it cannot be voided. Correct it with a credit note.",
+            code="delivered",
+            details={"print_batch": item.batch_id},
+        )
+    if item is not None and item.batch_id != locked_batch_id:
+        # Joined a batch between our look and our lock: rare; the caller simply tries again.
+        raise Conflict(f"Invoice {invoice} was just queued for print; try again.", code="print_batch_busy")
+
+
+def _void_draft(invoice: Invoice, *, actor, reason: str) -> Invoice:
     order_ids = set(invoice.lines.exclude(order_line=None).values_list("order_line__order_id", flat=True))
     invoice.lines.all().delete()
     for order in Order.objects.filter(pk__in=order_ids).order_by("pk"):
@@ -183,6 +280,57 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str) -> Invoice:
     invoice.tax_breakdown = []
     invoice.save()
     audit_record(actor=actor, action="invoice.voided", obj=invoice, changes={"reason": reason})
+    return invoice
+
+
+def _void_issued(invoice: Invoice, *, actor, reason: str) -> Invoice:
+    orders = list(
+        Order.objects.filter(lines__invoice_lines__invoice=invoice, lines__invoice_lines__voided=False)
+        .distinct()
+        .order_by("pk")
+    )
+    # `voided` is not part of the frozen content (InvoiceLine.CONTENT_FIELDS, the fingerprint), so
+    # it is set with an update that bypasses the issued lines' save guard.
+    invoice.lines.update(voided=True)
+    for order in orders:
+        order_reopen_for_billing(order=order, actor=actor, note=f"Invoice {invoice} voided: {reason}"[:500])
+    changes = {
+        "reason": reason,
+        "status": [invoice.status, InvoiceStatus.VOID],
+        "number": invoice.number,
+        "gross_total": str(invoice.gross_total),
+        "orders": [o.number for o in orders],
+    }
+    item = PrintBatchItem.objects.filter(invoice=invoice).first()
+    if item is not None:  # in an open batch, locked by invoice_void
+        item.delete()
+        PrintBatch.objects.filter(pk=item.batch_id).update(invoice_count=F("invoice_count") - 1)
+        changes["withdrawn_from_print_batch"] = item.batch_id
+    if invoice.delivery_status == DeliveryStatus.QUEUED_FOR_PRINT:
+        invoice.delivery_status = DeliveryStatus.NONE
+    invoice.status = InvoiceStatus.VOID
+    invoice.voided_at = timezone.now()
+    invoice.void_reason = reason
+    # The stored PDF is rendered again, marked VOID (and without an e-invoice inside).
+    invoice.pdf = ""
+    invoice.pdf_status = PdfStatus.PENDING
+    invoice.pdf_error = ""
+    invoice.save(
+        update_fields=[
+            "status",
+            "voided_at",
+            "void_reason",
+            "delivery_status",
+            "pdf",
+            "pdf_status",
+            "pdf_error",
+            "updated_at",
+        ]
+    )
+    audit_record(actor=actor, action="invoice.voided", obj=invoice, changes=changes)
+    from .tasks import invoice_render_pdf as task
+
+    enqueue_on_commit(task, invoice.pk)
     return invoice
 
 
@@ -232,14 +380,20 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
         return None
     if invoice.pdf_status == PdfStatus.READY and invoice.pdf:
         return invoice
+    rendered_status = invoice.status
     data = render_invoice_pdf(invoice)
-    data = embed_facturx(data, invoice)  # a Factur-X PDF/A-3: the CII XML rides inside the stored PDF
+    if invoice.status != InvoiceStatus.VOID:
+        # A Factur-X PDF/A-3: the CII XML rides inside the stored PDF. A void invoice carries none,
+        # so that no accounts-payable system books it.
+        data = embed_facturx(data, invoice)
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
         if invoice is None:
             return None
         if invoice.pdf_status == PdfStatus.READY and invoice.pdf:
             return invoice
+        if (invoice.status == InvoiceStatus.VOID) != (rendered_status == InvoiceStatus.VOID):
+            return invoice  # voided while rendering: the render the void enqueued stores the right PDF
         invoice.pdf.save(f"{invoice.number}.pdf", ContentFile(data), save=False)
         invoice.pdf_sha256 = hashlib.sha256(data).hexdigest()
         invoice.pdf_status = PdfStatus.READY
@@ -292,24 +446,20 @@ def _credited_so_far(line: InvoiceLine) -> tuple[Decimal, Decimal]:
     return qty, net
 
 
-@transaction.atomic
-def invoice_credit(
-    *,
-    invoice: Invoice,
-    reason: str,
-    lines: list[dict] | None = None,
-    amount: Decimal | None = None,
-    tax_percent: Decimal | None = None,
-    actor=None,
-    issue_date: date | None = None,
-) -> Invoice:
-    """Correct an issued invoice with a credit note (series CN), issued at once.
+@dataclass
+class CreditQuote:
+    """What a credit note would hold, computed without writing anything (the UI's preview)."""
 
-    In full when neither `lines` nor `amount` is given; for chosen lines and quantities
-    (`[{"line": InvoiceLine, "quantity": Decimal}]`); or for a net `amount` at one tax rate.
-    The credit is applied to the invoice's balance; what the balance cannot take (the invoice
-    was paid) stays on the credit note as customer credit."""
-    original = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    lines: list[InvoiceLine]
+    net: Decimal
+    tax: Decimal
+    gross: Decimal
+    breakdown: list[dict]
+    applied: Decimal  # set against the original's balance
+    left_as_credit: Decimal  # stays on the credit note as customer credit
+
+
+def _check_creditable(original: Invoice) -> None:
     if original.kind == InvoiceKind.CREDIT_NOTE:
         raise ValidationFailed("A credit note cannot itself be credited.")
     if original.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PAID):
@@ -317,18 +467,20 @@ def invoice_credit(
             f"Invoice {original} is {original.get_status_display().lower()}; only issued invoices are credited.",
             details={"status": original.status},
         )
-    if not reason:
-        raise ValidationFailed("Give a reason for the credit note.", details={"reason": ["This field is required."]})
+
+
+def _credit_lines(
+    original: Invoice,
+    *,
+    reason: str,
+    lines: list[dict] | None,
+    amount: Decimal | None,
+    tax_percent: Decimal | None,
+) -> list[InvoiceLine]:
+    """The credit note's lines (unsaved, without their invoice) for a full, by-line or amount
+    credit of `original`, checked against what earlier credit notes took already."""
     if lines and amount is not None:
         raise ValidationFailed("Credit either lines or an amount, not both.")
-
-    note = Invoice.objects.create(
-        kind=InvoiceKind.CREDIT_NOTE,
-        series="CN",
-        customer_id=original.customer_id,
-        currency=original.currency,
-        original=original,
-    )
     built: list[InvoiceLine] = []
 
     def credit_line(source: InvoiceLine, quantity: Decimal) -> None:
@@ -347,7 +499,6 @@ def invoice_credit(
         )
         built.append(
             InvoiceLine(
-                invoice=note,
                 position=len(built) + 1,
                 credited_line=source,
                 order_number=source.order_number,
@@ -382,13 +533,9 @@ def invoice_credit(
                 f"{original} has no line at {rate}%.", details={"tax_percent": ["Not on the invoice."]}
             )
         taxable = sum((line.net_amount for line in originals.values() if line.tax_percent == rate), Decimal("0"))
-        credited = (
-            InvoiceLine.objects.filter(
-                invoice__original=original, invoice__kind=InvoiceKind.CREDIT_NOTE, tax_percent=rate
-            )
-            .exclude(invoice=note)
-            .exclude(invoice__status=InvoiceStatus.VOID)
-        )
+        credited = InvoiceLine.objects.filter(
+            invoice__original=original, invoice__kind=InvoiceKind.CREDIT_NOTE, tax_percent=rate
+        ).exclude(invoice__status__in=[InvoiceStatus.VOID, InvoiceStatus.DRAFT])
         left = taxable - sum((line.net_amount for line in credited), Decimal("0"))
         if amount <= 0 or amount > left:
             raise ValidationFailed(
@@ -397,7 +544,6 @@ def invoice_credit(
             )
         built.append(
             InvoiceLine(
-                invoice=note,
                 position=1,
                 description=f"Adjustment to {original}: {reason}"[:500],
                 quantity=Decimal("1"),
@@ -422,7 +568,72 @@ def invoice_credit(
                 credit_line(source, remaining)
         if not built:
             raise ValidationFailed(f"{original} is fully credited already.")
+    return built
 
+
+def invoice_credit_quote(
+    *,
+    invoice: Invoice,
+    reason: str = "",
+    lines: list[dict] | None = None,
+    amount: Decimal | None = None,
+    tax_percent: Decimal | None = None,
+) -> CreditQuote:
+    """The credit note `invoice_credit` would issue with the same arguments, and how much of it
+    the original's balance would take, without writing anything. Raises the same errors."""
+    original = Invoice.objects.get(pk=invoice.pk)
+    _check_creditable(original)
+    built = _credit_lines(original, reason=reason, lines=lines, amount=amount, tax_percent=tax_percent)
+    result = money.totals(
+        (money.TaxableLine(net=line.net_amount, rate=line.tax_percent, category=line.tax_category) for line in built),
+        original.currency,
+    )
+    applied = min(result.gross, original.balance)
+    return CreditQuote(
+        lines=built,
+        net=result.net,
+        tax=result.tax,
+        gross=result.gross,
+        breakdown=[
+            {"rate": b.rate, "category": b.category, "taxable": b.taxable, "tax": b.tax} for b in result.breakdown
+        ],
+        applied=applied,
+        left_as_credit=result.gross - applied,
+    )
+
+
+@transaction.atomic
+def invoice_credit(
+    *,
+    invoice: Invoice,
+    reason: str,
+    lines: list[dict] | None = None,
+    amount: Decimal | None = None,
+    tax_percent: Decimal | None = None,
+    actor=None,
+    issue_date: date | None = None,
+) -> Invoice:
+    """Correct an issued invoice with a credit note (series CN), issued at once.
+
+    In full when neither `lines` nor `amount` is given; for chosen lines and quantities
+    (`[{"line": InvoiceLine, "quantity": Decimal}]`); or for a net `amount` at one tax rate.
+    The credit is applied to the invoice's balance; what the balance cannot take (the invoice
+    was paid) stays on the credit note as customer credit."""
+    original = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    _check_creditable(original)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("Give a reason for the credit note.", details={"reason": ["This field is required."]})
+    built = _credit_lines(original, reason=reason, lines=lines, amount=amount, tax_percent=tax_percent)
+    note = Invoice.objects.create(
+        kind=InvoiceKind.CREDIT_NOTE,
+        series="CN",
+        customer_id=original.customer_id,
+        currency=original.currency,
+        original=original,
+    )
+    for line in built:
+        line.invoice = note
     InvoiceLine.objects.bulk_create(built)
     _recompute_totals(note, built)
     note.save(update_fields=["net_total", "tax_total", "gross_total", "tax_breakdown"])
