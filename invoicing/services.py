@@ -478,12 +478,21 @@ def _credit_lines(
     tax_percent: Decimal | None,
 ) -> list[InvoiceLine]:
     """The credit note's lines (unsaved, without their invoice) for a full, by-line or amount
-    credit of `original`, checked against what earlier credit notes took already."""
+    credit of `original`, checked against what earlier credit notes took already: never more of
+    a line than it carried, never more at a tax rate than the invoice's taxable amount at it."""
     if lines and amount is not None:
         raise ValidationFailed("Credit either lines or an amount, not both.")
-    built: list[InvoiceLine] = []
+    originals = {line.pk: line for line in original.lines.all()}
+    categories = {Decimal(b["rate"]): b["category"] for b in original.tax_breakdown}
+    credited = InvoiceLine.objects.filter(invoice__original=original, invoice__kind=InvoiceKind.CREDIT_NOTE).exclude(
+        invoice__status__in=[InvoiceStatus.VOID, InvoiceStatus.DRAFT]
+    )
 
-    def credit_line(source: InvoiceLine, quantity: Decimal) -> None:
+    def left_at(rate: Decimal) -> Decimal:
+        taxable = sum((line.net_amount for line in originals.values() if line.tax_percent == rate), Decimal("0"))
+        return taxable - sum((line.net_amount for line in credited if line.tax_percent == rate), Decimal("0"))
+
+    def credit_line(source: InvoiceLine, quantity: Decimal) -> InvoiceLine:
         done_qty, done_net = _credited_so_far(source)
         remaining = source.quantity - done_qty
         if quantity <= 0 or quantity > remaining:
@@ -497,62 +506,53 @@ def _credit_lines(
             if quantity == remaining
             else money.line_net(quantity, source.unit_price, source.discount_percent, original.currency)
         )
-        built.append(
-            InvoiceLine(
-                position=len(built) + 1,
-                credited_line=source,
-                order_number=source.order_number,
-                order_date=source.order_date,
-                customer_reference=source.customer_reference,
-                sku=source.sku,
-                description=source.description,
-                quantity=quantity,
-                unit=source.unit,
-                unit_price=source.unit_price,
-                discount_percent=source.discount_percent,
-                tax_percent=source.tax_percent,
-                tax_category=source.tax_category,
-                tax_note=source.tax_note,
-                net_amount=net,
-            )
+        return InvoiceLine(
+            credited_line=source,
+            order_number=source.order_number,
+            order_date=source.order_date,
+            customer_reference=source.customer_reference,
+            sku=source.sku,
+            description=source.description,
+            quantity=quantity,
+            unit=source.unit,
+            unit_price=source.unit_price,
+            discount_percent=source.discount_percent,
+            tax_percent=source.tax_percent,
+            tax_category=source.tax_category,
+            tax_note=source.tax_note,
+            net_amount=net,
         )
 
-    originals = {line.pk: line for line in original.lines.all()}
+    def amount_line(net: Decimal, rate: Decimal, text: str) -> InvoiceLine:
+        return InvoiceLine(
+            description=f"{text}: {reason}"[:500] if reason else text[:500],
+            quantity=Decimal("1"),
+            unit_price=net,
+            tax_percent=rate,
+            tax_category=categories[rate],
+            net_amount=money.quantize(net, original.currency),
+        )
+
+    built: list[InvoiceLine] = []
     if amount is not None:
         amount = Decimal(amount)
-        rates = {(Decimal(b["rate"]), b["category"]) for b in original.tax_breakdown}
-        if tax_percent is None and len(rates) != 1:
+        if tax_percent is None and len(categories) != 1:
             raise ValidationFailed(
                 f"{original} has several tax rates; say which one the credited amount carries.",
                 details={"tax_percent": ["Required when the invoice has several tax rates."]},
             )
-        rate = Decimal(tax_percent) if tax_percent is not None else next(iter(rates))[0]
-        category = next((c for r, c in rates if r == rate), None)
-        if category is None:
+        rate = Decimal(tax_percent) if tax_percent is not None else next(iter(categories))
+        if rate not in categories:
             raise ValidationFailed(
                 f"{original} has no line at {rate}%.", details={"tax_percent": ["Not on the invoice."]}
             )
-        taxable = sum((line.net_amount for line in originals.values() if line.tax_percent == rate), Decimal("0"))
-        credited = InvoiceLine.objects.filter(
-            invoice__original=original, invoice__kind=InvoiceKind.CREDIT_NOTE, tax_percent=rate
-        ).exclude(invoice__status__in=[InvoiceStatus.VOID, InvoiceStatus.DRAFT])
-        left = taxable - sum((line.net_amount for line in credited), Decimal("0"))
+        left = left_at(rate)
         if amount <= 0 or amount > left:
             raise ValidationFailed(
                 f"An amount of {amount} cannot be credited at {rate}%; {left} remains.",
                 details={"amount": [f"Between 0.01 and {left}."]},
             )
-        built.append(
-            InvoiceLine(
-                position=1,
-                description=f"Adjustment to {original}: {reason}"[:500],
-                quantity=Decimal("1"),
-                unit_price=amount,
-                tax_percent=rate,
-                tax_category=category,
-                net_amount=money.quantize(amount),
-            )
-        )
+        built.append(amount_line(amount, rate, f"Adjustment to {original}"))
     elif lines:
         for spec in lines:
             source = originals.get(spec["line"].pk)
@@ -560,14 +560,39 @@ def _credit_lines(
                 raise ValidationFailed(
                     f"Line {spec['line'].pk} is not on {original}.", details={"lines": ["Unknown line."]}
                 )
-            credit_line(source, Decimal(spec["quantity"]))
+            built.append(credit_line(source, Decimal(spec["quantity"])))
+        for rate in sorted({line.tax_percent for line in built}):
+            wanted = sum((line.net_amount for line in built if line.tax_percent == rate), Decimal("0"))
+            left = left_at(rate)
+            if wanted > left:
+                raise ValidationFailed(
+                    f"Only {left} is left to credit at {rate}% on {original} (amounts were credited already); "
+                    "credit an amount instead.",
+                    details={"lines": [f"At {rate}%: at most {left} can be credited."]},
+                )
     else:
-        for source in originals.values():
+        # What is left: each line's remaining quantity, in the invoice's order; at a rate where an
+        # amount was credited the lines no longer add up to what is left, so that rate's remainder
+        # is credited as an amount instead.
+        parts = []
+        for source in sorted(originals.values(), key=lambda line: (line.position, line.pk)):
             remaining = source.quantity - _credited_so_far(source)[0]
             if remaining > 0:
-                credit_line(source, remaining)
+                parts.append(credit_line(source, remaining))
+        by_lines, as_amount = set(), {}
+        for rate in categories:
+            left = left_at(rate)
+            if left > 0 and sum((line.net_amount for line in parts if line.tax_percent == rate), Decimal("0")) == left:
+                by_lines.add(rate)
+            elif left > 0:
+                as_amount[rate] = left
+        built = [line for line in parts if line.tax_percent in by_lines]
+        for rate, left in sorted(as_amount.items(), reverse=True):
+            built.append(amount_line(left, rate, f"Balance of {original} at {rate.normalize():f}%"))
         if not built:
             raise ValidationFailed(f"{original} is fully credited already.")
+    for position, line in enumerate(built, start=1):
+        line.position = position
     return built
 
 

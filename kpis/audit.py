@@ -77,6 +77,20 @@ CHECKS: list[tuple[str, str, str]] = [
         """,
     ),
     (
+        "credits_within_rates",
+        "Credit notes never credit more at a tax rate than the invoice's taxable amount at that rate.",
+        """
+        SELECT i.number, i.id, c.tax_percent, SUM(c.net_amount), COALESCE(t.taxable, 0)
+        FROM invoicing_invoiceline c
+        JOIN invoicing_invoice cn ON cn.id = c.invoice_id AND cn.kind = 'credit_note'
+                                  AND cn.status NOT IN ('draft', 'void')
+        JOIN invoicing_invoice i ON i.id = cn.original_id
+        LEFT JOIN (SELECT invoice_id, tax_percent, SUM(net_amount) AS taxable FROM invoicing_invoiceline
+                   GROUP BY invoice_id, tax_percent) t ON t.invoice_id = i.id AND t.tax_percent = c.tax_percent
+        GROUP BY i.id, c.tax_percent, t.taxable HAVING SUM(c.net_amount) > COALESCE(t.taxable, 0)
+        """,
+    ),
+    (
         "amount_paid_equals_allocations",
         "An invoice's amount paid equals its payment allocations plus credits applied, within [0, total].",
         """
