@@ -5,11 +5,11 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from billing import money, terms
-from billing.errors import Conflict, InvalidTransition, ValidationFailed
+from billing.errors import Conflict, DomainError, InvalidTransition, ValidationFailed
 from billing.jobs import enqueue_on_commit
 from billing.services import actor_user, audit_record
 from orders.models import Order, OrderStatus
@@ -206,6 +206,23 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str) -> Invoice:
         if invoice.status == InvoiceStatus.DRAFT:
             return _void_draft(invoice, actor=actor, reason=reason)
         return _void_issued(invoice, actor=actor, reason=reason)
+
+
+def invoice_void_refusal(*, invoice: Invoice) -> DomainError | None:
+    """Why `invoice_void` would refuse this invoice now, or None when it would void it. For pages
+    that offer the action only when it is allowed; the service checks again under its locks."""
+    if invoice.status == InvoiceStatus.DRAFT:
+        return None
+    open_batch = (
+        PrintBatchItem.objects.filter(invoice_id=invoice.pk, batch__status=PrintBatchStatus.OPEN)
+        .values_list("batch_id", flat=True)
+        .first()
+    )
+    try:
+        _check_voidable(invoice, locked_batch_id=open_batch)
+    except DomainError as error:
+        return error
+    return None
 
 
 def _check_voidable(invoice: Invoice, *, locked_batch_id: int | None) -> None:
@@ -446,6 +463,17 @@ def _credited_so_far(line: InvoiceLine) -> tuple[Decimal, Decimal]:
     return qty, net
 
 
+def invoice_credited_quantities(*, invoice: Invoice) -> dict[int, Decimal]:
+    """Per line of `invoice`, the quantity its credit notes have credited so far (one query)."""
+    rows = (
+        InvoiceLine.objects.filter(credited_line__invoice=invoice)
+        .exclude(invoice__status=InvoiceStatus.VOID)
+        .values("credited_line_id")
+        .annotate(total=Sum("quantity"))
+    )
+    return {row["credited_line_id"]: row["total"] for row in rows}
+
+
 @dataclass
 class CreditQuote:
     """What a credit note would hold, computed without writing anything (the UI's preview)."""
@@ -457,6 +485,7 @@ class CreditQuote:
     breakdown: list[dict]
     applied: Decimal  # set against the original's balance
     left_as_credit: Decimal  # stays on the credit note as customer credit
+    balance_after: Decimal  # the original's balance once the credit note is applied
 
 
 def _check_creditable(original: Invoice) -> None:
@@ -624,6 +653,7 @@ def invoice_credit_quote(
         ],
         applied=applied,
         left_as_credit=result.gross - applied,
+        balance_after=original.balance - applied,
     )
 
 
