@@ -128,17 +128,15 @@ def invoice_void(request, pk: int):
     invoice = _invoice_for_page(pk)
     form = InvoiceVoidForm(request.POST)
     if not form.is_valid():
-        context = _detail_context(invoice, void_form=form)
-        return render(request, "invoicing/invoice_detail.html", context, status=400)
+        # Shown again with the error inline (status 200, as every page form here).
+        return render(request, "invoicing/invoice_detail.html", _detail_context(invoice, void_form=form))
     was_draft = invoice.status == InvoiceStatus.DRAFT
     try:
         invoice = services.invoice_void(invoice=invoice, actor=request.user, reason=form.cleaned_data["reason"])
     except DomainError as e:
         if "reason" in e.details:
             form.add_error("reason", e.details["reason"])
-            return render(
-                request, "invoicing/invoice_detail.html", _detail_context(invoice, void_form=form), status=400
-            )
+            return render(request, "invoicing/invoice_detail.html", _detail_context(invoice, void_form=form))
         messages.error(request, e.message)
         return redirect(invoice)
     if was_draft:
@@ -206,8 +204,7 @@ def invoice_credit(request, pk: int):
     context = {"invoice": invoice, "form": form, "quote": quote, "quote_error": quote_error, "modes": CreditMode}
     if request.htmx:
         return render(request, "invoicing/partials/credit_preview.html", context)
-    status = 400 if bound and form.errors else 200
-    return render(request, "invoicing/credit_note_form.html", context, status=status)
+    return render(request, "invoicing/credit_note_form.html", context)
 
 
 @login_required
