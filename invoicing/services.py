@@ -455,14 +455,6 @@ def invoice_request_pdf(*, invoice: Invoice, actor=None) -> Invoice:
     return invoice
 
 
-def _credited_so_far(line: InvoiceLine) -> tuple[Decimal, Decimal]:
-    """Quantity and net already credited on an invoice line by issued credit notes."""
-    rows = InvoiceLine.objects.filter(credited_line=line).exclude(invoice__status=InvoiceStatus.VOID)
-    qty = sum((r.quantity for r in rows), Decimal("0"))
-    net = sum((r.net_amount for r in rows), Decimal("0"))
-    return qty, net
-
-
 def invoice_credited_quantities(*, invoice: Invoice) -> dict[int, Decimal]:
     """Per line of `invoice`, the quantity its credit notes have credited so far (one query)."""
     rows = (
@@ -513,16 +505,24 @@ def _credit_lines(
         raise ValidationFailed("Credit either lines or an amount, not both.")
     originals = {line.pk: line for line in original.lines.all()}
     categories = {Decimal(b["rate"]): b["category"] for b in original.tax_breakdown}
-    credited = InvoiceLine.objects.filter(invoice__original=original, invoice__kind=InvoiceKind.CREDIT_NOTE).exclude(
-        invoice__status__in=[InvoiceStatus.VOID, InvoiceStatus.DRAFT]
+    credited = list(
+        InvoiceLine.objects.filter(invoice__original=original, invoice__kind=InvoiceKind.CREDIT_NOTE).exclude(
+            invoice__status__in=[InvoiceStatus.VOID, InvoiceStatus.DRAFT]
+        )
     )
+    # Quantity and net credited so far per line of the original, read once.
+    done: dict[int, tuple[Decimal, Decimal]] = {}
+    for line in credited:
+        if line.credited_line_id is not None:
+            qty, net = done.get(line.credited_line_id, (Decimal("0"), Decimal("0")))
+            done[line.credited_line_id] = (qty + line.quantity, net + line.net_amount)
 
     def left_at(rate: Decimal) -> Decimal:
         taxable = sum((line.net_amount for line in originals.values() if line.tax_percent == rate), Decimal("0"))
         return taxable - sum((line.net_amount for line in credited if line.tax_percent == rate), Decimal("0"))
 
     def credit_line(source: InvoiceLine, quantity: Decimal) -> InvoiceLine:
-        done_qty, done_net = _credited_so_far(source)
+        done_qty, done_net = done.get(source.pk, (Decimal("0"), Decimal("0")))
         remaining = source.quantity - done_qty
         if quantity <= 0 or quantity > remaining:
             raise ValidationFailed(
@@ -605,7 +605,7 @@ def _credit_lines(
         # is credited as an amount instead.
         parts = []
         for source in sorted(originals.values(), key=lambda line: (line.position, line.pk)):
-            remaining = source.quantity - _credited_so_far(source)[0]
+            remaining = source.quantity - done.get(source.pk, (Decimal("0"),))[0]
             if remaining > 0:
                 parts.append(credit_line(source, remaining))
         by_lines, as_amount = set(), {}

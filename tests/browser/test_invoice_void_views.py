@@ -191,3 +191,21 @@ def test_the_invoice_list_filters_credit_notes(staff, invoice):
     assert note.number in page and invoice.number not in page
     page = staff.get(reverse("invoice-list"), {"kind": "invoice"}).content.decode()
     assert invoice.number in page and note.number not in page
+
+
+def test_invoice_and_credit_pages_take_a_bounded_number_of_queries(
+    staff, customer, make_fulfilled_order, products, django_assert_max_num_queries
+):
+    """The checks behind the Void and Credit buttons and the per-line credited quantities do not grow
+    with the number of lines."""
+    order = make_fulfilled_order(
+        customer, lines=[{"product": products[i % 2], "quantity": D(i + 1)} for i in range(30)]
+    )
+    invoice = invoicing.invoice_issue(invoice=invoicing.invoice_create_from_orders(orders=[order]))
+    for line in invoice.lines.order_by("position")[:5]:
+        invoicing.invoice_credit(invoice=invoice, reason="x", lines=[{"line": line, "quantity": D("1")}])
+    with django_assert_max_num_queries(30):
+        assert staff.get(invoice.get_absolute_url()).status_code == 200
+    with django_assert_max_num_queries(30):
+        response = staff.get(reverse("invoice-credit", args=[invoice.pk]))
+    assert response.status_code == 200
