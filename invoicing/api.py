@@ -1,4 +1,6 @@
-"""REST API for invoices: list, show, issue, download the PDF; and POST /orders/{id}/invoice/."""
+"""REST API for invoices: list, show, issue, void, credit, download the PDF; and POST /orders/{id}/invoice/."""
+
+from decimal import Decimal
 
 from django.http import FileResponse, HttpResponse
 from django_filters import rest_framework as filters
@@ -11,6 +13,7 @@ from rest_framework.response import Response
 from billing.api import ACTION_ERRORS, ErrorSerializer
 from billing.errors import Conflict, InvalidTransition
 from orders import api as orders_api
+from otc.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 
 from . import einvoice, services
 from .api_delivery import InvoiceDeliverySerializer
@@ -25,6 +28,7 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
             "id",
             "position",
             "order_line",
+            "credited_line",
             "order_number",
             "order_date",
             "customer_reference",
@@ -74,6 +78,8 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "amount_paid",
             "balance",
             "original",
+            "voided_at",
+            "void_reason",
             "pdf_status",
             "delivery_status",
             "delivered_at",
@@ -82,6 +88,37 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "lines",
         ]
         read_only_fields = fields
+
+
+class InvoiceVoidSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=255, help_text="Why the invoice is void (kept on it and in the audit trail)."
+    )
+
+
+class CreditLineSerializer(serializers.Serializer):
+    line = serializers.IntegerField(help_text="Id of a line of the invoice being credited.")
+    quantity = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=Decimal("0.001"))
+
+
+class CreditNoteCreateSerializer(serializers.Serializer):
+    """Give `lines` to credit chosen lines and quantities, or `amount` (net, with `tax_percent` when
+    the invoice has several rates) to credit an amount; neither credits what is left in full."""
+
+    reason = serializers.CharField(max_length=255)
+    lines = CreditLineSerializer(many=True, required=False, allow_empty=False)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), required=False)
+    tax_percent = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=Decimal("0"), required=False)
+
+    def validate(self, attrs):
+        if "lines" in attrs and "amount" in attrs:
+            raise serializers.ValidationError({"amount": ["Credit either lines or an amount, not both."]})
+        if "tax_percent" in attrs and "amount" not in attrs:
+            raise serializers.ValidationError({"tax_percent": ["Only with an amount."]})
+        ids = [spec["line"] for spec in attrs.get("lines", [])]
+        if len(ids) != len(set(ids)):
+            raise serializers.ValidationError({"lines": ["Each line at most once."]})
+        return attrs
 
 
 class InvoiceFilter(filters.FilterSet):
@@ -137,6 +174,64 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         invoice = services.invoice_issue(invoice=self.get_object(), actor=request.user)
         fresh = invoice_queryset().get(pk=invoice.pk)
         return Response(InvoiceSerializer(fresh, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        summary="Void an invoice",
+        description="A draft: its orders can be invoiced again. An issued invoice only when nothing settles it "
+        "(no payment allocated, no credit note, no penalty) and the customer never received it (not e-mailed, "
+        "printed or posted): it keeps its number (the series stays gapless) and its content, its orders return "
+        "to `fulfilled` to be billed again, and it is never sent. Otherwise 409: correct it with a credit note "
+        "(`POST /invoices/{id}/credit/`).",
+        request=InvoiceVoidSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: InvoiceSerializer, **orders_api.IDEMPOTENT_ACTION_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def void(self, request, pk=None):
+        invoice = self.get_object()
+        serializer = InvoiceVoidSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        invoice = services.invoice_void(invoice=invoice, actor=request.user, reason=serializer.validated_data["reason"])
+        fresh = invoice_queryset().get(pk=invoice.pk)
+        return Response(InvoiceSerializer(fresh, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        summary="Correct an issued invoice with a credit note",
+        description="Issues a credit note (series `CN`) at once: in full (what is left of every line), for chosen "
+        "`lines` and quantities, or for a net `amount` at one of the invoice's tax rates. It is applied to the "
+        "invoice's balance; what the balance cannot take stays on the credit note as customer credit. Never more "
+        "than is left on a line or a rate. Answers 201 with the credit note.",
+        request=CreditNoteCreateSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: InvoiceSerializer, **orders_api.IDEMPOTENT_ACTION_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def credit(self, request, pk=None):
+        invoice = self.get_object()
+        serializer = CreditNoteCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        lines = None
+        if "lines" in data:
+            known = {line.pk: line for line in invoice.lines.all()}
+            unknown = [spec["line"] for spec in data["lines"] if spec["line"] not in known]
+            if unknown:
+                raise serializers.ValidationError({"lines": [f"Not a line of {invoice}: {unknown}."]})
+            lines = [{"line": known[spec["line"]], "quantity": spec["quantity"]} for spec in data["lines"]]
+        note = services.invoice_credit(
+            invoice=invoice,
+            reason=data["reason"],
+            lines=lines,
+            amount=data.get("amount"),
+            tax_percent=data.get("tax_percent"),
+            actor=request.user,
+        )
+        fresh = invoice_queryset().get(pk=note.pk)
+        return Response(
+            InvoiceSerializer(fresh, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(
         summary="Download the invoice PDF",

@@ -265,12 +265,20 @@ class InvoiceLine(models.Model):
     tax_category = models.CharField(max_length=20, default="standard")
     tax_note = models.CharField(max_length=255, blank=True)
     net_amount = models.DecimalField(**MONEY)
+    # Not content: set (with the invoice's status) when an issued invoice is voided, so that its
+    # order lines can be invoiced again while the void document keeps its lines unchanged.
+    voided = models.BooleanField(
+        default=False, db_default=False, help_text="Its invoice was voided; the order line is free again."
+    )
 
     class Meta:
         ordering = ["invoice", "position", "id"]
         constraints = [
-            # One invoice line per order line: an order line is never invoiced twice.
-            models.UniqueConstraint(fields=["order_line"], name="invoiceline_order_line_once"),
+            # One live invoice line per order line: an order line is never invoiced twice. A voided
+            # invoice's lines stay (the document is frozen) but no longer hold their order line.
+            models.UniqueConstraint(
+                fields=["order_line"], condition=Q(voided=False), name="invoiceline_order_line_once"
+            ),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="invoiceline_quantity_positive"),
             models.CheckConstraint(
                 condition=Q(unit_price__gte=0) & Q(net_amount__gte=0), name="invoiceline_amounts_nonneg"

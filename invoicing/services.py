@@ -1,13 +1,15 @@
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from billing import money, terms
-from billing.errors import InvalidTransition, ValidationFailed
+from billing.errors import Conflict, DomainError, InvalidTransition, ValidationFailed
 from billing.jobs import enqueue_on_commit
 from billing.services import actor_user, audit_record
 from orders.models import Order, OrderStatus
@@ -16,12 +18,16 @@ from orders.services import order_close, order_mark_invoiced, order_reopen_for_b
 from .models import (
     SERIES_BY_KIND,
     CreditApplication,
+    DeliveryStatus,
     Invoice,
     InvoiceKind,
     InvoiceLine,
     InvoiceStatus,
     NumberSequence,
     PdfStatus,
+    PrintBatch,
+    PrintBatchItem,
+    PrintBatchStatus,
 )
 
 
@@ -160,18 +166,126 @@ def invoice_issue(*, invoice: Invoice, actor=None, issue_date: date | None = Non
     return invoice
 
 
-@transaction.atomic
+VOID_REASON_MAX_LENGTH = Invoice._meta.get_field("void_reason").max_length
+
+
 def invoice_void(*, invoice: Invoice, actor=None, reason: str) -> Invoice:
-    """Void a draft invoice: its orders return to `fulfilled` and can be billed again.
-    An issued invoice is corrected by a credit note instead."""
-    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-    if invoice.status != InvoiceStatus.DRAFT:
+    """Void an invoice that never took effect.
+
+    A draft: its lines go and its orders return to `fulfilled`.
+
+    An issued sales invoice, when nothing settles it (no payment allocated, no credit note, no
+    penalty assessed) and the customer never received it (not e-mailed, posted or printed): it
+    keeps its number, which stays counted in its series (numbers stay gapless), and its content
+    stays frozen, lines and totals included; its lines stop holding their order lines, so its
+    orders return to `fulfilled` and are billed again; it leaves an open print batch, and its
+    PDF is rendered again, marked VOID. Anything else is corrected by a credit note.
+
+    Locks the print batch holding the invoice (if any), then the invoice: the order the print
+    batch services use; allocations, credit notes and penalties lock the invoice too, so none of
+    them can slip in between the checks and the void."""
+    reason = (reason or "").strip()
+    batch_id = (
+        PrintBatchItem.objects.filter(invoice_id=invoice.pk, batch__status=PrintBatchStatus.OPEN)
+        .values_list("batch_id", flat=True)
+        .first()
+    )
+    with transaction.atomic():
+        if batch_id is not None:
+            PrintBatch.objects.select_for_update().filter(pk=batch_id).first()
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.status != InvoiceStatus.DRAFT:
+            _check_voidable(invoice, locked_batch_id=batch_id)
+        if not reason:
+            raise ValidationFailed("Give a reason for voiding.", details={"reason": ["This field is required."]})
+        if len(reason) > VOID_REASON_MAX_LENGTH:
+            raise ValidationFailed(
+                f"The reason is too long ({len(reason)} characters).",
+                details={"reason": [f"At most {VOID_REASON_MAX_LENGTH} characters."]},
+            )
+        if invoice.status == InvoiceStatus.DRAFT:
+            return _void_draft(invoice, actor=actor, reason=reason)
+        return _void_issued(invoice, actor=actor, reason=reason)
+
+
+def invoice_void_refusal(*, invoice: Invoice) -> DomainError | None:
+    """Why `invoice_void` would refuse this invoice now, or None when it would void it. For pages
+    that offer the action only when it is allowed; the service checks again under its locks."""
+    if invoice.status == InvoiceStatus.DRAFT:
+        return None
+    open_batch = (
+        PrintBatchItem.objects.filter(invoice_id=invoice.pk, batch__status=PrintBatchStatus.OPEN)
+        .values_list("batch_id", flat=True)
+        .first()
+    )
+    try:
+        _check_voidable(invoice, locked_batch_id=open_batch)
+    except DomainError as error:
+        return error
+    return None
+
+
+def _check_voidable(invoice: Invoice, *, locked_batch_id: int | None) -> None:
+    """Refuse to void an issued document that took effect (InvalidTransition, 409)."""
+    name = f"{invoice.get_kind_display()} {invoice}"
+    if invoice.kind == InvoiceKind.CREDIT_NOTE:
         raise InvalidTransition(
-            f"Invoice {invoice} is {invoice.get_status_display().lower()}; issue a credit note to correct it.",
+            f"{name} cannot be voided: a credit note is applied when it is issued.", details={"kind": invoice.kind}
+        )
+    if invoice.kind == InvoiceKind.PENALTY:
+        raise InvalidTransition(f"{name} cannot be voided; waive the penalty instead.", details={"kind": invoice.kind})
+    if invoice.status != InvoiceStatus.ISSUED:
+        raise InvalidTransition(
+            f"Invoice {invoice} is {invoice.get_status_display().lower()}; only an issued invoice with nothing "
+            "paid or credited can be voided. Correct it with a credit note.",
             details={"status": invoice.status},
         )
-    if not reason:
-        raise ValidationFailed("Give a reason for voiding.", details={"reason": ["This field is required."]})
+    # Payments live in a higher app: reach them through the reverse relation, never by import.
+    if invoice.amount_paid or invoice.allocations.exists():
+        raise InvalidTransition(
+            f"Invoice {invoice} has payments allocated to it; it cannot be voided. Correct it with a credit note.",
+            code="has_allocations",
+        )
+    if invoice.credits_received.exists() or invoice.corrections.exclude(status=InvoiceStatus.VOID).exists():
+        raise InvalidTransition(
+            f"Invoice {invoice} has been credited or charged a penalty; it cannot be voided. "
+            "Correct it with a credit note.",
+            code="has_corrections",
+        )
+    if invoice.penalty_assessments.exists():
+        raise InvalidTransition(
+            f"Late-payment penalties were assessed on invoice {invoice}; it cannot be voided.",
+            code="has_penalties",
+        )
+    if invoice.delivery_status in (DeliveryStatus.SENT, DeliveryStatus.POSTED):
+        how = "e-mailed" if invoice.delivery_status == DeliveryStatus.SENT else "posted"
+        raise InvalidTransition(
+            f"Invoice {invoice} was {how} to the customer"
+            + (f" on {invoice.delivered_at:%d %b %Y}" if invoice.delivered_at else "")
+            + "; it cannot be voided. Correct it with a credit note.",
+            code="delivered",
+            details={"delivery_status": invoice.delivery_status},
+        )
+    if invoice.delivery_status == DeliveryStatus.PENDING:
+        raise Conflict(
+            f"Invoice {invoice} is being sent to the customer right now; try again once the delivery "
+            "has finished or failed.",
+            code="delivery_in_progress",
+            details={"delivery_status": invoice.delivery_status},
+        )
+    item = PrintBatchItem.objects.select_related("batch").filter(invoice=invoice).first()
+    if item is not None and item.batch.status != PrintBatchStatus.OPEN:
+        raise InvalidTransition(
+            f"Invoice {invoice} was printed in {item.batch}; it cannot be voided. Correct it with a credit note.",
+            code="delivered",
+            details={"print_batch": item.batch_id},
+        )
+    if item is not None and item.batch_id != locked_batch_id:
+        # Joined a batch between our look and our lock: rare; the caller simply tries again.
+        raise Conflict(f"Invoice {invoice} was just queued for print; try again.", code="print_batch_busy")
+
+
+def _void_draft(invoice: Invoice, *, actor, reason: str) -> Invoice:
     order_ids = set(invoice.lines.exclude(order_line=None).values_list("order_line__order_id", flat=True))
     invoice.lines.all().delete()
     for order in Order.objects.filter(pk__in=order_ids).order_by("pk"):
@@ -183,6 +297,57 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str) -> Invoice:
     invoice.tax_breakdown = []
     invoice.save()
     audit_record(actor=actor, action="invoice.voided", obj=invoice, changes={"reason": reason})
+    return invoice
+
+
+def _void_issued(invoice: Invoice, *, actor, reason: str) -> Invoice:
+    orders = list(
+        Order.objects.filter(lines__invoice_lines__invoice=invoice, lines__invoice_lines__voided=False)
+        .distinct()
+        .order_by("pk")
+    )
+    # `voided` is not part of the frozen content (InvoiceLine.CONTENT_FIELDS, the fingerprint), so
+    # it is set with an update that bypasses the issued lines' save guard.
+    invoice.lines.update(voided=True)
+    for order in orders:
+        order_reopen_for_billing(order=order, actor=actor, note=f"Invoice {invoice} voided: {reason}"[:500])
+    changes = {
+        "reason": reason,
+        "status": [invoice.status, InvoiceStatus.VOID],
+        "number": invoice.number,
+        "gross_total": str(invoice.gross_total),
+        "orders": [o.number for o in orders],
+    }
+    item = PrintBatchItem.objects.filter(invoice=invoice).first()
+    if item is not None:  # in an open batch, locked by invoice_void
+        item.delete()
+        PrintBatch.objects.filter(pk=item.batch_id).update(invoice_count=F("invoice_count") - 1)
+        changes["withdrawn_from_print_batch"] = item.batch_id
+    if invoice.delivery_status == DeliveryStatus.QUEUED_FOR_PRINT:
+        invoice.delivery_status = DeliveryStatus.NONE
+    invoice.status = InvoiceStatus.VOID
+    invoice.voided_at = timezone.now()
+    invoice.void_reason = reason
+    # The stored PDF is rendered again, marked VOID (and without an e-invoice inside).
+    invoice.pdf = ""
+    invoice.pdf_status = PdfStatus.PENDING
+    invoice.pdf_error = ""
+    invoice.save(
+        update_fields=[
+            "status",
+            "voided_at",
+            "void_reason",
+            "delivery_status",
+            "pdf",
+            "pdf_status",
+            "pdf_error",
+            "updated_at",
+        ]
+    )
+    audit_record(actor=actor, action="invoice.voided", obj=invoice, changes=changes)
+    from .tasks import invoice_render_pdf as task
+
+    enqueue_on_commit(task, invoice.pk)
     return invoice
 
 
@@ -232,14 +397,20 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
         return None
     if invoice.pdf_status == PdfStatus.READY and invoice.pdf:
         return invoice
+    rendered_status = invoice.status
     data = render_invoice_pdf(invoice)
-    data = embed_facturx(data, invoice)  # a Factur-X PDF/A-3: the CII XML rides inside the stored PDF
+    if invoice.status != InvoiceStatus.VOID:
+        # A Factur-X PDF/A-3: the CII XML rides inside the stored PDF. A void invoice carries none,
+        # so that no accounts-payable system books it.
+        data = embed_facturx(data, invoice)
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
         if invoice is None:
             return None
         if invoice.pdf_status == PdfStatus.READY and invoice.pdf:
             return invoice
+        if (invoice.status == InvoiceStatus.VOID) != (rendered_status == InvoiceStatus.VOID):
+            return invoice  # voided while rendering: the render the void enqueued stores the right PDF
         invoice.pdf.save(f"{invoice.number}.pdf", ContentFile(data), save=False)
         invoice.pdf_sha256 = hashlib.sha256(data).hexdigest()
         invoice.pdf_status = PdfStatus.READY
@@ -284,12 +455,206 @@ def invoice_request_pdf(*, invoice: Invoice, actor=None) -> Invoice:
     return invoice
 
 
-def _credited_so_far(line: InvoiceLine) -> tuple[Decimal, Decimal]:
-    """Quantity and net already credited on an invoice line by issued credit notes."""
-    rows = InvoiceLine.objects.filter(credited_line=line).exclude(invoice__status=InvoiceStatus.VOID)
-    qty = sum((r.quantity for r in rows), Decimal("0"))
-    net = sum((r.net_amount for r in rows), Decimal("0"))
-    return qty, net
+def invoice_credited_quantities(*, invoice: Invoice) -> dict[int, Decimal]:
+    """Per line of `invoice`, the quantity its credit notes have credited so far (one query)."""
+    rows = (
+        InvoiceLine.objects.filter(credited_line__invoice=invoice)
+        .exclude(invoice__status=InvoiceStatus.VOID)
+        .values("credited_line_id")
+        .annotate(total=Sum("quantity"))
+    )
+    return {row["credited_line_id"]: row["total"] for row in rows}
+
+
+@dataclass
+class CreditQuote:
+    """What a credit note would hold, computed without writing anything (the UI's preview)."""
+
+    lines: list[InvoiceLine]
+    net: Decimal
+    tax: Decimal
+    gross: Decimal
+    breakdown: list[dict]
+    applied: Decimal  # set against the original's balance
+    left_as_credit: Decimal  # stays on the credit note as customer credit
+    balance_after: Decimal  # the original's balance once the credit note is applied
+
+
+def _check_creditable(original: Invoice) -> None:
+    if original.kind == InvoiceKind.CREDIT_NOTE:
+        raise ValidationFailed("A credit note cannot itself be credited.")
+    if original.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PAID):
+        raise InvalidTransition(
+            f"Invoice {original} is {original.get_status_display().lower()}; only issued invoices are credited.",
+            details={"status": original.status},
+        )
+
+
+def _credit_lines(
+    original: Invoice,
+    *,
+    reason: str,
+    lines: list[dict] | None,
+    amount: Decimal | None,
+    tax_percent: Decimal | None,
+) -> list[InvoiceLine]:
+    """The credit note's lines (unsaved, without their invoice) for a full, by-line or amount
+    credit of `original`, checked against what earlier credit notes took already: never more of
+    a line than it carried, never more at a tax rate than the invoice's taxable amount at it."""
+    if lines and amount is not None:
+        raise ValidationFailed("Credit either lines or an amount, not both.")
+    originals = {line.pk: line for line in original.lines.all()}
+    categories = {Decimal(b["rate"]): b["category"] for b in original.tax_breakdown}
+    credited = list(
+        InvoiceLine.objects.filter(invoice__original=original, invoice__kind=InvoiceKind.CREDIT_NOTE).exclude(
+            invoice__status__in=[InvoiceStatus.VOID, InvoiceStatus.DRAFT]
+        )
+    )
+    # Quantity and net credited so far per line of the original, read once.
+    done: dict[int, tuple[Decimal, Decimal]] = {}
+    for line in credited:
+        if line.credited_line_id is not None:
+            qty, net = done.get(line.credited_line_id, (Decimal("0"), Decimal("0")))
+            done[line.credited_line_id] = (qty + line.quantity, net + line.net_amount)
+
+    def left_at(rate: Decimal) -> Decimal:
+        taxable = sum((line.net_amount for line in originals.values() if line.tax_percent == rate), Decimal("0"))
+        return taxable - sum((line.net_amount for line in credited if line.tax_percent == rate), Decimal("0"))
+
+    def credit_line(source: InvoiceLine, quantity: Decimal) -> InvoiceLine:
+        done_qty, done_net = done.get(source.pk, (Decimal("0"), Decimal("0")))
+        remaining = source.quantity - done_qty
+        if quantity <= 0 or quantity > remaining:
+            raise ValidationFailed(
+                f"Line {source.position} of {original}: {quantity} cannot be credited; {remaining} remains.",
+                details={"lines": [f"Line {source.position}: at most {remaining} can be credited."]},
+            )
+        # The last part of a line takes exactly what is left of its net, so credits never drift.
+        net = (
+            (source.net_amount - done_net)
+            if quantity == remaining
+            else money.line_net(quantity, source.unit_price, source.discount_percent, original.currency)
+        )
+        return InvoiceLine(
+            credited_line=source,
+            order_number=source.order_number,
+            order_date=source.order_date,
+            customer_reference=source.customer_reference,
+            sku=source.sku,
+            description=source.description,
+            quantity=quantity,
+            unit=source.unit,
+            unit_price=source.unit_price,
+            discount_percent=source.discount_percent,
+            tax_percent=source.tax_percent,
+            tax_category=source.tax_category,
+            tax_note=source.tax_note,
+            net_amount=net,
+        )
+
+    def amount_line(net: Decimal, rate: Decimal, text: str) -> InvoiceLine:
+        return InvoiceLine(
+            description=f"{text}: {reason}"[:500] if reason else text[:500],
+            quantity=Decimal("1"),
+            unit_price=net,
+            tax_percent=rate,
+            tax_category=categories[rate],
+            net_amount=money.quantize(net, original.currency),
+        )
+
+    built: list[InvoiceLine] = []
+    if amount is not None:
+        amount = Decimal(amount)
+        if tax_percent is None and len(categories) != 1:
+            raise ValidationFailed(
+                f"{original} has several tax rates; say which one the credited amount carries.",
+                details={"tax_percent": ["Required when the invoice has several tax rates."]},
+            )
+        rate = Decimal(tax_percent) if tax_percent is not None else next(iter(categories))
+        if rate not in categories:
+            raise ValidationFailed(
+                f"{original} has no line at {rate}%.", details={"tax_percent": ["Not on the invoice."]}
+            )
+        left = left_at(rate)
+        if amount <= 0 or amount > left:
+            raise ValidationFailed(
+                f"An amount of {amount} cannot be credited at {rate}%; {left} remains.",
+                details={"amount": [f"Between 0.01 and {left}."]},
+            )
+        built.append(amount_line(amount, rate, f"Adjustment to {original}"))
+    elif lines:
+        for spec in lines:
+            source = originals.get(spec["line"].pk)
+            if source is None:
+                raise ValidationFailed(
+                    f"Line {spec['line'].pk} is not on {original}.", details={"lines": ["Unknown line."]}
+                )
+            built.append(credit_line(source, Decimal(spec["quantity"])))
+        for rate in sorted({line.tax_percent for line in built}):
+            wanted = sum((line.net_amount for line in built if line.tax_percent == rate), Decimal("0"))
+            left = left_at(rate)
+            if wanted > left:
+                raise ValidationFailed(
+                    f"Only {left} is left to credit at {rate}% on {original} (amounts were credited already); "
+                    "credit an amount instead.",
+                    details={"lines": [f"At {rate}%: at most {left} can be credited."]},
+                )
+    else:
+        # What is left: each line's remaining quantity, in the invoice's order; at a rate where an
+        # amount was credited the lines no longer add up to what is left, so that rate's remainder
+        # is credited as an amount instead.
+        parts = []
+        for source in sorted(originals.values(), key=lambda line: (line.position, line.pk)):
+            remaining = source.quantity - done.get(source.pk, (Decimal("0"),))[0]
+            if remaining > 0:
+                parts.append(credit_line(source, remaining))
+        by_lines, as_amount = set(), {}
+        for rate in categories:
+            left = left_at(rate)
+            if left > 0 and sum((line.net_amount for line in parts if line.tax_percent == rate), Decimal("0")) == left:
+                by_lines.add(rate)
+            elif left > 0:
+                as_amount[rate] = left
+        built = [line for line in parts if line.tax_percent in by_lines]
+        for rate, left in sorted(as_amount.items(), reverse=True):
+            built.append(amount_line(left, rate, f"Balance of {original} at {rate.normalize():f}%"))
+        if not built:
+            raise ValidationFailed(f"{original} is fully credited already.")
+    for position, line in enumerate(built, start=1):
+        line.position = position
+    return built
+
+
+def invoice_credit_quote(
+    *,
+    invoice: Invoice,
+    reason: str = "",
+    lines: list[dict] | None = None,
+    amount: Decimal | None = None,
+    tax_percent: Decimal | None = None,
+) -> CreditQuote:
+    """The credit note `invoice_credit` would issue with the same arguments, and how much of it
+    the original's balance would take, without writing anything. Raises the same errors."""
+    original = Invoice.objects.get(pk=invoice.pk)
+    _check_creditable(original)
+    built = _credit_lines(original, reason=reason, lines=lines, amount=amount, tax_percent=tax_percent)
+    result = money.totals(
+        (money.TaxableLine(net=line.net_amount, rate=line.tax_percent, category=line.tax_category) for line in built),
+        original.currency,
+    )
+    applied = min(result.gross, original.balance)
+    return CreditQuote(
+        lines=built,
+        net=result.net,
+        tax=result.tax,
+        gross=result.gross,
+        breakdown=[
+            {"rate": b.rate, "category": b.category, "taxable": b.taxable, "tax": b.tax} for b in result.breakdown
+        ],
+        applied=applied,
+        left_as_credit=result.gross - applied,
+        balance_after=original.balance - applied,
+    )
 
 
 @transaction.atomic
@@ -310,18 +675,11 @@ def invoice_credit(
     The credit is applied to the invoice's balance; what the balance cannot take (the invoice
     was paid) stays on the credit note as customer credit."""
     original = Invoice.objects.select_for_update().get(pk=invoice.pk)
-    if original.kind == InvoiceKind.CREDIT_NOTE:
-        raise ValidationFailed("A credit note cannot itself be credited.")
-    if original.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PAID):
-        raise InvalidTransition(
-            f"Invoice {original} is {original.get_status_display().lower()}; only issued invoices are credited.",
-            details={"status": original.status},
-        )
+    _check_creditable(original)
+    reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed("Give a reason for the credit note.", details={"reason": ["This field is required."]})
-    if lines and amount is not None:
-        raise ValidationFailed("Credit either lines or an amount, not both.")
-
+    built = _credit_lines(original, reason=reason, lines=lines, amount=amount, tax_percent=tax_percent)
     note = Invoice.objects.create(
         kind=InvoiceKind.CREDIT_NOTE,
         series="CN",
@@ -329,100 +687,8 @@ def invoice_credit(
         currency=original.currency,
         original=original,
     )
-    built: list[InvoiceLine] = []
-
-    def credit_line(source: InvoiceLine, quantity: Decimal) -> None:
-        done_qty, done_net = _credited_so_far(source)
-        remaining = source.quantity - done_qty
-        if quantity <= 0 or quantity > remaining:
-            raise ValidationFailed(
-                f"Line {source.position} of {original}: {quantity} cannot be credited; {remaining} remains.",
-                details={"lines": [f"Line {source.position}: at most {remaining} can be credited."]},
-            )
-        # The last part of a line takes exactly what is left of its net, so credits never drift.
-        net = (
-            (source.net_amount - done_net)
-            if quantity == remaining
-            else money.line_net(quantity, source.unit_price, source.discount_percent, original.currency)
-        )
-        built.append(
-            InvoiceLine(
-                invoice=note,
-                position=len(built) + 1,
-                credited_line=source,
-                order_number=source.order_number,
-                order_date=source.order_date,
-                customer_reference=source.customer_reference,
-                sku=source.sku,
-                description=source.description,
-                quantity=quantity,
-                unit=source.unit,
-                unit_price=source.unit_price,
-                discount_percent=source.discount_percent,
-                tax_percent=source.tax_percent,
-                tax_category=source.tax_category,
-                tax_note=source.tax_note,
-                net_amount=net,
-            )
-        )
-
-    originals = {line.pk: line for line in original.lines.all()}
-    if amount is not None:
-        amount = Decimal(amount)
-        rates = {(Decimal(b["rate"]), b["category"]) for b in original.tax_breakdown}
-        if tax_percent is None and len(rates) != 1:
-            raise ValidationFailed(
-                f"{original} has several tax rates; say which one the credited amount carries.",
-                details={"tax_percent": ["Required when the invoice has several tax rates."]},
-            )
-        rate = Decimal(tax_percent) if tax_percent is not None else next(iter(rates))[0]
-        category = next((c for r, c in rates if r == rate), None)
-        if category is None:
-            raise ValidationFailed(
-                f"{original} has no line at {rate}%.", details={"tax_percent": ["Not on the invoice."]}
-            )
-        taxable = sum((line.net_amount for line in originals.values() if line.tax_percent == rate), Decimal("0"))
-        credited = (
-            InvoiceLine.objects.filter(
-                invoice__original=original, invoice__kind=InvoiceKind.CREDIT_NOTE, tax_percent=rate
-            )
-            .exclude(invoice=note)
-            .exclude(invoice__status=InvoiceStatus.VOID)
-        )
-        left = taxable - sum((line.net_amount for line in credited), Decimal("0"))
-        if amount <= 0 or amount > left:
-            raise ValidationFailed(
-                f"An amount of {amount} cannot be credited at {rate}%; {left} remains.",
-                details={"amount": [f"Between 0.01 and {left}."]},
-            )
-        built.append(
-            InvoiceLine(
-                invoice=note,
-                position=1,
-                description=f"Adjustment to {original}: {reason}"[:500],
-                quantity=Decimal("1"),
-                unit_price=amount,
-                tax_percent=rate,
-                tax_category=category,
-                net_amount=money.quantize(amount),
-            )
-        )
-    elif lines:
-        for spec in lines:
-            source = originals.get(spec["line"].pk)
-            if source is None:
-                raise ValidationFailed(
-                    f"Line {spec['line'].pk} is not on {original}.", details={"lines": ["Unknown line."]}
-                )
-            credit_line(source, Decimal(spec["quantity"]))
-    else:
-        for source in originals.values():
-            remaining = source.quantity - _credited_so_far(source)[0]
-            if remaining > 0:
-                credit_line(source, remaining)
-        if not built:
-            raise ValidationFailed(f"{original} is fully credited already.")
-
+    for line in built:
+        line.invoice = note
     InvoiceLine.objects.bulk_create(built)
     _recompute_totals(note, built)
     note.save(update_fields=["net_total", "tax_total", "gross_total", "tax_breakdown"])

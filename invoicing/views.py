@@ -1,5 +1,5 @@
-"""Invoice pages: list, detail, issue, PDF download, sending again, invoicing an order; billing runs
-and print batches."""
+"""Invoice pages: list, detail, issue, void, credit notes, PDF download, sending again, invoicing an
+order; billing runs and print batches."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -15,7 +15,7 @@ from billing.views import filter_values, sorted_page
 from orders.models import Order
 
 from . import billing_runs, delivery, services
-from .forms import BillingRunStartForm, InvoiceListFilter
+from .forms import BillingRunStartForm, CreditMode, CreditNoteForm, InvoiceListFilter, InvoiceVoidForm
 from .models import (
     OPEN_STATUSES,
     BillingRun,
@@ -71,16 +71,14 @@ def invoice_list(request):
     return render(request, "invoicing/invoice_list.html", context)
 
 
-@login_required
-def invoice_detail(request, pk: int):
-    invoice = get_object_or_404(
-        Invoice.objects.select_related("customer__payment_terms", "original", "issued_by"), pk=pk
-    )
+def _detail_context(invoice: Invoice, *, void_form: InvoiceVoidForm | None = None) -> dict:
     is_draft = invoice.status == InvoiceStatus.DRAFT
     today = timezone.localdate()
     categories = dict(TaxCategory.choices)
     lines = list(invoice.lines.select_related("order_line"))
-    context = {
+    corrections = list(invoice.corrections.all().order_by("pk"))
+    void_refusal = services.invoice_void_refusal(invoice=invoice) if invoice.status != InvoiceStatus.VOID else None
+    return {
         "invoice": invoice,
         "is_draft": is_draft,
         # A draft shows today's customer and terms; an issued invoice shows what was frozen at issue.
@@ -96,7 +94,8 @@ def invoice_detail(request, pk: int):
         "allocations": invoice.allocations.select_related("payment").order_by("created_at", "pk"),
         "credits_received": invoice.credits_received.select_related("credit_note").order_by("pk"),
         "credits_applied": invoice.credit_applications.select_related("invoice").order_by("pk"),
-        "corrections": invoice.corrections.all().order_by("pk"),
+        "corrections": corrections,
+        "credit_notes": [c for c in corrections if c.kind == InvoiceKind.CREDIT_NOTE],
         "orders": Order.objects.filter(lines__invoice_lines__invoice=invoice).distinct().order_by("pk"),
         "days_overdue": (today - invoice.due_date).days
         if invoice.is_open and invoice.kind != InvoiceKind.CREDIT_NOTE and invoice.due_date < today
@@ -105,8 +104,107 @@ def invoice_detail(request, pk: int):
         "can_resend": invoice.status not in (InvoiceStatus.DRAFT, InvoiceStatus.VOID),
         # A credit note's open balance is credit owed to the customer, not money to collect.
         "can_pay": invoice.is_open and invoice.kind != InvoiceKind.CREDIT_NOTE,
+        "can_void": invoice.status != InvoiceStatus.VOID and void_refusal is None,
+        "void_form": void_form or InvoiceVoidForm(),
+        # Penalty invoices are corrected by waiving the penalty, which keeps its assessment right.
+        "can_credit": invoice.kind == InvoiceKind.INVOICE
+        and invoice.status in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PAID),
     }
-    return render(request, "invoicing/invoice_detail.html", context)
+
+
+def _invoice_for_page(pk: int) -> Invoice:
+    return get_object_or_404(Invoice.objects.select_related("customer__payment_terms", "original", "issued_by"), pk=pk)
+
+
+@login_required
+def invoice_detail(request, pk: int):
+    return render(request, "invoicing/invoice_detail.html", _detail_context(_invoice_for_page(pk)))
+
+
+@login_required
+@require_POST
+def invoice_void(request, pk: int):
+    """Void a draft, or an issued invoice nothing settled and the customer never received."""
+    invoice = _invoice_for_page(pk)
+    form = InvoiceVoidForm(request.POST)
+    if not form.is_valid():
+        # Shown again with the error inline (status 200, as every page form here).
+        return render(request, "invoicing/invoice_detail.html", _detail_context(invoice, void_form=form))
+    was_draft = invoice.status == InvoiceStatus.DRAFT
+    try:
+        invoice = services.invoice_void(invoice=invoice, actor=request.user, reason=form.cleaned_data["reason"])
+    except DomainError as e:
+        if "reason" in e.details:
+            form.add_error("reason", e.details["reason"])
+            return render(request, "invoicing/invoice_detail.html", _detail_context(invoice, void_form=form))
+        messages.error(request, e.message)
+        return redirect(invoice)
+    if was_draft:
+        messages.success(request, "Draft voided. Its orders are back to fulfilled and can be invoiced again.")
+    else:
+        messages.success(
+            request,
+            f"Invoice {invoice.number} voided; its number stays used. Its orders are back to fulfilled and will be "
+            "invoiced again by the next billing run (or from the order page).",
+        )
+    return redirect(invoice)
+
+
+def _credit_form(invoice: Invoice, data=None) -> CreditNoteForm:
+    credited = services.invoice_credited_quantities(invoice=invoice)
+    lines = [(line, line.quantity - credited.get(line.pk, 0)) for line in invoice.lines.order_by("position", "pk")]
+    return CreditNoteForm(data, invoice=invoice, lines=lines, initial={"mode": CreditMode.FULL})
+
+
+@login_required
+def invoice_credit(request, pk: int):
+    """Create a credit note for an issued invoice: a form with a preview of its totals before posting.
+    An htmx request (the form changing) answers with the preview alone; nothing is written until the
+    "Create credit note" button is pressed."""
+    invoice = _invoice_for_page(pk)
+    if invoice.kind != InvoiceKind.INVOICE or invoice.status not in (
+        InvoiceStatus.ISSUED,
+        InvoiceStatus.PARTIALLY_PAID,
+        InvoiceStatus.PAID,
+    ):
+        messages.error(
+            request,
+            f"{invoice.get_kind_display()} {invoice} is {invoice.get_status_display().lower()}; "
+            "only issued invoices are credited here.",
+        )
+        return redirect(invoice)
+    bound = request.method == "POST"
+    form = _credit_form(invoice, request.POST if bound else None)
+    quote, quote_error = None, ""
+    valid = form.is_valid() if bound else False
+    # The live preview needs only the figures: a reason still to be typed does not stop it.
+    figures_ok = not bound or valid or (request.htmx and set(form.errors) <= {"reason"})
+    if figures_ok:
+        try:
+            args = form.service_arguments() if bound else {}
+            quote = services.invoice_credit_quote(invoice=invoice, reason=request.POST.get("reason", ""), **args)
+        except DomainError as e:
+            quote_error = e.message
+            if bound:
+                form.add_service_error(e)
+    if bound and valid and quote is not None and request.POST.get("action") == "create" and not request.htmx:
+        try:
+            note = services.invoice_credit(
+                invoice=invoice, reason=form.cleaned_data["reason"], actor=request.user, **form.service_arguments()
+            )
+        except DomainError as e:
+            form.add_service_error(e)
+        else:
+            rest = f" {note.balance} {note.currency} stays as customer credit." if note.balance else ""
+            messages.success(
+                request,
+                f"Credit note {note.number} issued: {note.gross_total} {note.currency} against {invoice}.{rest}",
+            )
+            return redirect(note)
+    context = {"invoice": invoice, "form": form, "quote": quote, "quote_error": quote_error, "modes": CreditMode}
+    if request.htmx:
+        return render(request, "invoicing/partials/credit_preview.html", context)
+    return render(request, "invoicing/credit_note_form.html", context)
 
 
 @login_required

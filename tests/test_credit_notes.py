@@ -5,7 +5,7 @@ import pytest
 
 from billing.errors import InvalidTransition, ValidationFailed
 from invoicing import services
-from invoicing.models import CreditApplication, Invoice, InvoiceKind, InvoiceStatus
+from invoicing.models import CreditApplication, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
 from payments.services import payment_record
 
 D = Decimal
@@ -83,3 +83,63 @@ def test_refused_credit_note_leaves_no_trace(customer, make_issued_invoice):
     with pytest.raises(ValidationFailed):
         services.invoice_credit(invoice=invoice, reason="x", lines=[{"line": line, "quantity": D("99")}])
     assert Invoice.objects.filter(kind=InvoiceKind.CREDIT_NOTE).count() == 0
+
+
+def test_crediting_the_rest_after_an_amount_credits_only_what_is_left_at_each_rate(customer, make_issued_invoice):
+    invoice = make_issued_invoice(customer)  # chairs 299.80 at 20 %, books 97.50 at 5.5 %
+    services.invoice_credit(invoice=invoice, reason="Rebate", amount=D("10.00"), tax_percent=D("5.50"))
+    rest = services.invoice_credit(invoice=invoice, reason="Returned")
+    # The chairs are credited line by line; the books' rate has 87.50 left, credited as an amount.
+    assert [(line.credited_line_id is not None, line.tax_percent, line.net_amount) for line in rest.lines.all()] == [
+        (True, D("20.00"), D("299.80")),
+        (False, D("5.50"), D("87.50")),
+    ]
+    assert rest.net_total == D("387.30")
+    invoice.refresh_from_db()
+    assert invoice.balance == D("0")
+    notes = Invoice.objects.filter(kind=InvoiceKind.CREDIT_NOTE)
+    assert sum(n.gross_total for n in notes) == invoice.gross_total  # never more than the invoice
+    with pytest.raises(ValidationFailed, match="fully credited"):
+        services.invoice_credit(invoice=invoice, reason="again")
+    from kpis.audit import run_audit
+
+    assert run_audit() == []
+
+
+def test_a_line_credit_cannot_take_what_an_amount_credit_took(customer, make_issued_invoice):
+    invoice = make_issued_invoice(customer)
+    books = invoice.lines.get(position=2)  # 3 x 32.50 at 5.5 %
+    services.invoice_credit(invoice=invoice, reason="Rebate", amount=D("90.00"), tax_percent=D("5.50"))
+    with pytest.raises(ValidationFailed, match="Only 7.50 is left to credit at 5.50%") as exc:
+        services.invoice_credit(invoice=invoice, reason="x", lines=[{"line": books, "quantity": D("1")}])
+    assert exc.value.details == {"lines": ["At 5.50%: at most 7.50 can be credited."]}
+    assert Invoice.objects.filter(kind=InvoiceKind.CREDIT_NOTE).count() == 1
+
+
+def test_the_quote_is_what_the_credit_note_becomes(customer, make_issued_invoice):
+    invoice = make_issued_invoice(customer)
+    chairs = invoice.lines.get(position=1)
+    quote = services.invoice_credit_quote(invoice=invoice, lines=[{"line": chairs, "quantity": D("1")}])
+    assert (quote.net, quote.tax, quote.gross, quote.applied, quote.left_as_credit) == (
+        D("149.90"),
+        D("29.98"),
+        D("179.88"),
+        D("179.88"),
+        D("0"),
+    )
+    assert not Invoice.objects.filter(kind=InvoiceKind.CREDIT_NOTE).exists()  # a quote writes nothing
+    note = services.invoice_credit(invoice=invoice, reason="x", lines=[{"line": chairs, "quantity": D("1")}])
+    assert (note.net_total, note.tax_total, note.gross_total) == (quote.net, quote.tax, quote.gross)
+    with pytest.raises(ValidationFailed, match="1.000 remains"):
+        services.invoice_credit_quote(invoice=invoice, lines=[{"line": chairs, "quantity": D("2")}])
+
+
+def test_the_audit_catches_a_rate_credited_beyond_its_taxable_amount(customer, make_issued_invoice):
+    from kpis.audit import run_audit
+
+    invoice = make_issued_invoice(customer)
+    note = services.invoice_credit(invoice=invoice, reason="Rebate", amount=D("10.00"), tax_percent=D("5.50"))
+    assert run_audit() == []
+    InvoiceLine.objects.filter(invoice=note).update(net_amount=D("97.51"))  # behind the service's back
+    found = {f.check: f.rows for f in run_audit()}
+    assert found["credits_within_rates"] == [f"{invoice.number}: 5.50, 97.51, 97.50"]
