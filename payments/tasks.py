@@ -60,3 +60,15 @@ def statement_send(self, customer_id: int, as_of: str) -> bool:
         if self.request.retries >= self.max_retries:
             return False
         raise self.retry(exc=exc, countdown=min(60 * 2**self.request.retries, 3600)) from exc
+
+
+# --- Bank statements -----------------------------------------------------------------------------
+
+
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
+def bank_statement_match(statement_id: int) -> None:
+    """Match an imported statement's lines in bounded batches, saving progress after each. Safe to
+    redeliver or run on two workers: only new lines are taken, under row locks."""
+    from .bank import statement_match
+
+    statement_match(statement_id=statement_id)
