@@ -12,13 +12,15 @@ first one holds locked and finds nothing left to do."""
 import csv
 import hashlib
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -294,6 +296,26 @@ def parse_camt053(raw: bytes) -> ParsedStatement:
     )
 
 
+LINE_INSERT_FIELDS = [
+    "account_id",
+    "statement_id",
+    "line_no",
+    "entry_ref",
+    "booking_date",
+    "is_credit",
+    "amount",
+    "currency",
+    "counterparty_name",
+    "counterparty_iban",
+    "remittance",
+    "structured_ref",
+    "end_to_end_id",
+    "status",
+    "reason",
+    "suggested_invoice_ids",
+]
+
+
 def parse_statement(*, account: BankAccount, raw: bytes) -> ParsedStatement:
     """CAMT.053 when the file is XML, else CSV by the account's mapping."""
     if not raw.strip():
@@ -368,28 +390,28 @@ def bank_statement_import(*, account: BankAccount, filename: str, raw: bytes, ac
                 duplicate_lines=len(parsed.lines) - len(fresh),
                 created_by=actor_user(actor),
             )
-            rows = []
-            for no, (line, ref) in enumerate(fresh, start=1):
-                rows.append(
-                    BankLine(
-                        account=account,
-                        statement=statement,
-                        line_no=no,
-                        entry_ref=ref,
-                        booking_date=line.booking_date,
-                        is_credit=line.is_credit,
-                        amount=line.amount,
-                        currency=line.currency,
-                        counterparty_name=line.counterparty_name,
-                        counterparty_iban=line.counterparty_iban,
-                        remittance=line.remittance,
-                        structured_ref=line.structured_ref,
-                        end_to_end_id=line.end_to_end_id,
-                        status=BankLineStatus.NEW if line.is_credit else BankLineStatus.IGNORED,
-                        reason="" if line.is_credit else "Debit: money out, not a receipt.",
-                    )
+            rows = [
+                (
+                    account.pk,
+                    statement.pk,
+                    no,
+                    ref,
+                    line.booking_date,
+                    line.is_credit,
+                    line.amount,
+                    line.currency,
+                    line.counterparty_name,
+                    line.counterparty_iban,
+                    line.remittance,
+                    line.structured_ref,
+                    line.end_to_end_id,
+                    BankLineStatus.NEW.value if line.is_credit else BankLineStatus.IGNORED.value,
+                    "" if line.is_credit else "Debit: money out, not a receipt.",
+                    [],
                 )
-            BankLine.objects.bulk_create(rows, batch_size=2000)
+                for no, (line, ref) in enumerate(fresh, start=1)
+            ]
+            _insert_rows(BankLine, LINE_INSERT_FIELDS, rows)
             if statement.processed_lines == statement.total_lines:
                 statement.status = BankStatementStatus.DONE
                 statement.finished_at = timezone.now()
@@ -477,6 +499,14 @@ class OpenInvoice:
 
 
 @dataclass
+class Payer:
+    id: int
+    name: str
+    currency: str
+    accepted_methods: set[str]
+
+
+@dataclass
 class MatchContext:
     """What matching needs, read once per run: open invoices by number and by customer, customers by
     IBAN and by name. Balances are lowered in memory as lines post, so two lines of one run never
@@ -485,21 +515,22 @@ class MatchContext:
     invoices: dict[str, OpenInvoice] = field(default_factory=dict)
     by_customer: dict[int, list[OpenInvoice]] = field(default_factory=dict)
     by_id: dict[int, OpenInvoice] = field(default_factory=dict)
-    customers: dict[int, Customer] = field(default_factory=dict)
+    customers: dict[int, "Payer"] = field(default_factory=dict)
     by_iban: dict[str, list[int]] = field(default_factory=dict)
     by_name: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _load_context(numbers: set[str]) -> MatchContext:
     ctx = MatchContext()
-    for c in Customer.objects.select_related("payment_terms").only(
+    rows = Customer.objects.values_list(
         "id", "name", "legal_name", "iban", "currency", "payment_terms__accepted_methods"
-    ):
-        ctx.customers[c.pk] = c
-        if c.iban:
-            ctx.by_iban.setdefault(normalise_iban(c.iban), []).append(c.pk)
-        for name in {normalise_name(c.name), normalise_name(c.legal_name)} - {""}:
-            ctx.by_name.setdefault(name, []).append(c.pk)
+    ).order_by("id")
+    for pk, name, legal_name, iban, currency, methods in rows.iterator(chunk_size=5000):
+        ctx.customers[pk] = Payer(pk, name, currency, set(methods or []))
+        if iban:
+            ctx.by_iban.setdefault(normalise_iban(iban), []).append(pk)
+        for key in {normalise_name(name), normalise_name(legal_name)} - {""}:
+            ctx.by_name.setdefault(key, []).append(pk)
     rows = (
         Invoice.objects.filter(status__in=OPEN_STATUSES)
         .exclude(kind=InvoiceKind.CREDIT_NOTE)
@@ -669,32 +700,131 @@ def _close_orders(invoice_ids: list[int], actor) -> None:
         order_close(order=order, actor=actor)
 
 
-def _post_batch(lines: list[BankLine], decisions: dict[int, Decision], actor) -> None:
+def _db_cast(f) -> str:
+    return f.db_type(connection) if not f.is_relation else f.target_field.rel_db_type(connection)
+
+
+def _db_value(f, value):
+    if isinstance(f, models.JSONField):
+        return json.dumps(value, cls=DjangoJSONEncoder)
+    return value
+
+
+def _insert_rows(model, fields: list[str], rows: list[tuple]) -> list[int]:
+    """Insert many rows, given as tuples in the order of `fields` (attribute names: `customer_id`),
+    and return their ids in order. On PostgreSQL one `INSERT ... SELECT FROM unnest(arrays)` per
+    5,000 rows, without building a model instance per row (that, and preparing every value one
+    by one, is most of bulk_create's cost for thousands of rows); elsewhere bulk_create."""
+    if not rows:
+        return []
+    meta = model._meta
+    cols = [meta.get_field(name) for name in fields]
+    if connection.vendor != "postgresql":
+        objs = model.objects.bulk_create(
+            [model(**{f.attname: v for f, v in zip(cols, row, strict=True)}) for row in rows], batch_size=500
+        )
+        return [o.pk for o in objs]
+    names = ", ".join(f'"{f.column}"' for f in cols)
+    casts = ", ".join(f"%s::{_db_cast(f)}[]" for f in cols)
+    sql = f'INSERT INTO "{meta.db_table}" ({names}) SELECT * FROM unnest({casts}) RETURNING "{meta.pk.column}"'  # noqa: S608
+    ids: list[int] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 5000):
+            chunk = rows[start : start + 5000]
+            arrays = [
+                [_db_value(f, v) for v in values] for f, values in zip(cols, zip(*chunk, strict=True), strict=True)
+            ]
+            cursor.execute(sql, arrays)
+            ids.extend(r[0] for r in cursor.fetchall())
+    return ids
+
+
+def _update_rows(model, fields: list[str], rows: list[tuple]) -> None:
+    """Set `fields` (attribute names) of many rows, given as `(pk, *values)` tuples. On PostgreSQL
+    one `UPDATE ... FROM unnest(arrays)` per 5,000 rows: Django's bulk_update builds a CASE per
+    field over every row, which costs seconds per thousand rows; elsewhere bulk_update."""
+    if not rows:
+        return
+    meta = model._meta
+    cols = [meta.get_field(name) for name in fields]
+    if connection.vendor != "postgresql":
+        objs = [model(pk=row[0], **{f.attname: v for f, v in zip(cols, row[1:], strict=True)}) for row in rows]
+        model.objects.bulk_update(objs, [f.name for f in cols], batch_size=500)
+        return
+    casts = ", ".join([f"%s::{_db_cast(meta.pk)}[]"] + [f"%s::{_db_cast(f)}[]" for f in cols])
+    aliases = ", ".join(["pk_"] + [f"c{i}" for i in range(len(cols))])
+    assignments = ", ".join(f'"{f.column}" = v.c{i}' for i, f in enumerate(cols))
+    table = meta.db_table
+    sql = (
+        f'UPDATE "{table}" SET {assignments} FROM unnest({casts}) AS v({aliases}) '  # noqa: S608
+        f'WHERE "{table}"."{meta.pk.column}" = v.pk_'
+    )
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 5000):
+            chunk = rows[start : start + 5000]
+            columns = list(zip(*chunk, strict=True))
+            arrays = [list(columns[0])] + [
+                [_db_value(f, v) for v in values] for f, values in zip(cols, columns[1:], strict=True)
+            ]
+            cursor.execute(sql, arrays)
+
+
+@dataclass
+class LineRow:
+    """The fields of a bank line that matching reads, without a model instance per line."""
+
+    pk: int
+    line_no: int
+    statement_id: int
+    entry_ref: str
+    booking_date: date
+    amount: Decimal
+    currency: str
+    counterparty_name: str
+    counterparty_iban: str
+    remittance: str
+    structured_ref: str
+
+
+LINE_ROW_FIELDS = [
+    "pk",
+    "line_no",
+    "statement_id",
+    "entry_ref",
+    "booking_date",
+    "amount",
+    "currency",
+    "counterparty_name",
+    "counterparty_iban",
+    "remittance",
+    "structured_ref",
+]
+
+
+def _post_batch(lines: list[LineRow], decisions: dict[int, Decision], ctx: MatchContext, actor) -> dict[int, int]:
     """Post the batch's matched lines at once, inside the caller's transaction, with the lines
     already locked: lock the invoices by primary key, re-check every planned allocation against
     the balance under the lock (a line whose invoice changed meanwhile becomes a suggestion),
-    then bulk-insert payments, allocations and audit rows and bulk-update the invoices."""
+    then insert payments, allocations and audit rows and update the invoices, a statement each.
+    Returns the payment id of each posted line."""
     posting = [line for line in lines if decisions[line.pk].status == BankLineStatus.MATCHED]
     if not posting:
-        return
+        return {}
     invoice_ids = sorted({pk for line in posting for pk, _ in decisions[line.pk].plan})
-    locked = {i.pk: i for i in Invoice.objects.select_for_update().filter(pk__in=invoice_ids).order_by("pk")}
-    customers = {
-        c.pk: c
-        for c in Customer.objects.select_related("payment_terms").filter(
-            pk__in={decisions[line.pk].customer_id for line in posting}
-        )
+    locked = {
+        row[0]: list(row)
+        for row in Invoice.objects.select_for_update()
+        .filter(pk__in=invoice_ids)
+        .order_by("pk")
+        .values_list("pk", "number", "status", "gross_total", "amount_paid")
     }
     now = timezone.now()
-    user = actor_user(actor)
+    user_id = actor_user(actor).pk if actor_user(actor) else None
     payments, plans, ok_lines = [], [], []
     for line in posting:
         decision = decisions[line.pk]
         plan = [(locked.get(pk), amount) for pk, amount in decision.plan]
-        if any(
-            inv is None or inv.status not in OPEN_STATUSES or amount > inv.gross_total - inv.amount_paid
-            for inv, amount in plan
-        ):
+        if any(inv is None or inv[2] not in OPEN_STATUSES or amount > inv[3] - inv[4] for inv, amount in plan):
             decision.status = BankLineStatus.SUGGESTED
             decision.reason = "The invoice's balance changed before the line could post; check and match it. " + (
                 decision.reason
@@ -702,81 +832,77 @@ def _post_batch(lines: list[BankLine], decisions: dict[int, Decision], actor) ->
             decision.plan = []
             continue
         for inv, amount in plan:
-            inv.amount_paid += amount
-        customer = customers[decision.customer_id]
+            inv[4] += amount
+        customer = ctx.customers[decision.customer_id]
         payments.append(
-            Payment(
-                number=f"BANKLINE-{line.pk}",  # unique until the id-based number is set below
-                customer=customer,
-                method=PaymentMethod.BANK_TRANSFER,
-                method_accepted=PaymentMethod.BANK_TRANSFER in (customer.payment_terms.accepted_methods or []),
-                amount=line.amount,
-                currency=line.currency,
-                received_on=line.booking_date,
-                reference=_payment_reference(line),
-                source=PaymentSource.BANK_IMPORT,
-                allocated_amount=sum((a for _, a in plan), Decimal("0")),
-                created_by=user,
+            (
+                f"BANKLINE-{line.pk}",  # unique until the id-based number is set below
+                customer.id,
+                PaymentMethod.BANK_TRANSFER.value,
+                PaymentMethod.BANK_TRANSFER in customer.accepted_methods,
+                line.amount,
+                line.currency,
+                line.booking_date,
+                _payment_reference(line),
+                PaymentSource.BANK_IMPORT.value,
+                sum((a for _, a in plan), Decimal("0")),
+                Decimal("0"),
+                user_id,
+                now,
             )
         )
         plans.append(plan)
         ok_lines.append(line)
     if not payments:
-        return
-    Payment.objects.bulk_create(payments)
-    for p in payments:
-        p.number = f"PAY-{p.pk:06d}"
-    Payment.objects.bulk_update(payments, ["number"])
-    Allocation.objects.bulk_create(
+        return {}
+    fields = ["number", "customer_id", "method", "method_accepted", "amount", "currency", "received_on"]
+    fields += ["reference", "source", "allocated_amount", "refunded_amount", "created_by_id", "created_at"]
+    payment_ids = _insert_rows(Payment, fields, payments)
+    numbers = [f"PAY-{pk:06d}" for pk in payment_ids]
+    _update_rows(Payment, ["number"], list(zip(payment_ids, numbers, strict=True)))
+    _insert_rows(
+        Allocation,
+        ["payment_id", "invoice_id", "amount", "created_by_id", "created_at"],
         [
-            Allocation(payment=p, invoice=inv, amount=amount, created_by=user)
-            for p, plan in zip(payments, plans, strict=True)
+            (pid, inv[0], amount, user_id, now)
+            for pid, plan in zip(payment_ids, plans, strict=True)
             for inv, amount in plan
-        ]
+        ],
     )
-    touched = {inv.pk: inv for plan in plans for inv, _ in plan}
+    touched = {inv[0]: inv for plan in plans for inv, _ in plan}
     paid_now = []
-    for inv in touched.values():
+    invoice_rows = []
+    for pk, _number, _status, gross, paid in touched.values():
         # The rule of invoicing.services.invoice_set_amount_paid: the status follows the balance.
-        inv.status = InvoiceStatus.PAID if inv.amount_paid == inv.gross_total else InvoiceStatus.PARTIALLY_PAID
-        inv.updated_at = now
-        if inv.status == InvoiceStatus.PAID:
-            paid_now.append(inv.pk)
-    Invoice.objects.bulk_update(list(touched.values()), ["amount_paid", "status", "updated_at"])
-    payment_type = ContentType.objects.get_for_model(Payment)
+        status = InvoiceStatus.PAID.value if paid == gross else InvoiceStatus.PARTIALLY_PAID.value
+        if status == InvoiceStatus.PAID:
+            paid_now.append(pk)
+        invoice_rows.append((pk, paid, status, now))
+    _update_rows(Invoice, ["amount_paid", "status", "updated_at"], invoice_rows)
+    payment_type = ContentType.objects.get_for_model(Payment).pk
     audits = []
-    for p, plan, line in zip(payments, plans, ok_lines, strict=True):
-        line.payment = p
-        audits.append(
-            AuditEvent(
-                actor=user,
-                action="payment.recorded",
-                content_type=payment_type,
-                object_id=p.pk,
-                object_repr=p.number,
-                changes={
-                    "amount": str(p.amount),
-                    "method": p.method,
-                    "method_accepted": p.method_accepted,
-                    "bank_line": f"{line.statement_id}/{line.line_no}",
-                },
-            )
+    for pid, number, plan, line in zip(payment_ids, numbers, plans, ok_lines, strict=True):
+        amount, accepted = (
+            str(line.amount),
+            PaymentMethod.BANK_TRANSFER in ctx.customers[decisions[line.pk].customer_id].accepted_methods,
         )
+        recorded = {
+            "amount": amount,
+            "method": PaymentMethod.BANK_TRANSFER.value,
+            "method_accepted": accepted,
+            "bank_line": f"{line.statement_id}/{line.line_no}",
+        }
+        audits.append((user_id, "payment.recorded", payment_type, pid, number, recorded, now))
         audits.append(
-            AuditEvent(
-                actor=user,
-                action="payment.allocated",
-                content_type=payment_type,
-                object_id=p.pk,
-                object_repr=p.number,
-                changes={inv.number: str(amount) for inv, amount in plan},
-            )
+            (user_id, "payment.allocated", payment_type, pid, number, {inv[1]: str(a) for inv, a in plan}, now)
         )
-    AuditEvent.objects.bulk_create(audits)
+    fields = ["actor_id", "action", "content_type_id", "object_id", "object_repr", "changes", "created_at"]
+    _insert_rows(AuditEvent, fields, audits)
     _close_orders(sorted(paid_now), actor)
+    return {line.pk: pid for line, pid in zip(ok_lines, payment_ids, strict=True)}
 
 
-def _payment_reference(line: BankLine) -> str:
+def _payment_reference(line) -> str:
     return " ".join(x for x in (line.structured_ref, line.remittance) if x)[:140] or line.entry_ref[:140]
 
 
@@ -798,11 +924,13 @@ def statement_match(
     done_batches = 0
     while max_batches is None or done_batches < max_batches:
         with transaction.atomic():
-            lines = list(
-                BankLine.objects.select_for_update(skip_locked=True)
+            lines = [
+                LineRow(*row)
+                for row in BankLine.objects.select_for_update(skip_locked=True)
                 .filter(statement_id=statement_id, status=BankLineStatus.NEW)
-                .order_by("line_no")[:batch]
-            )
+                .order_by("line_no")
+                .values_list(*LINE_ROW_FIELDS)[:batch]
+            ]
             if not lines:
                 break
             decisions = {}
@@ -810,18 +938,25 @@ def statement_match(
                 decisions[line.pk] = d = decide(line, ctx)
                 for pk, amount in d.plan:  # the next lines see what this one settles
                     ctx.by_id[pk].balance -= amount
-            _post_batch(lines, decisions, actor)
+            posted = _post_batch(lines, decisions, ctx, actor)
             now = timezone.now()
+            rows = []
             for line in lines:
                 d = decisions[line.pk]
-                line.status, line.reason = d.status, d.reason[:500]
-                line.customer_id = d.customer_id
-                line.suggested_invoice_ids = d.invoice_ids if d.status != BankLineStatus.MATCHED else []
-                if d.status == BankLineStatus.MATCHED:
-                    line.matched_at = now
-            BankLine.objects.bulk_update(
-                lines, ["status", "reason", "customer", "suggested_invoice_ids", "payment", "matched_at"]
-            )
+                matched = d.status == BankLineStatus.MATCHED
+                rows.append(
+                    (
+                        line.pk,
+                        d.status.value if hasattr(d.status, "value") else d.status,
+                        d.reason[:500],
+                        d.customer_id,
+                        [] if matched else d.invoice_ids,
+                        posted.get(line.pk),
+                        now if matched else None,
+                    )
+                )
+            fields = ["status", "reason", "customer_id", "suggested_invoice_ids", "payment_id", "matched_at"]
+            _update_rows(BankLine, fields, rows)
             BankStatement.objects.filter(pk=statement_id).update(processed_lines=F("processed_lines") + len(lines))
         done_batches += 1
     with transaction.atomic():
