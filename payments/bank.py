@@ -1085,3 +1085,32 @@ def bank_line_ignore(*, line: BankLine, reason: str, actor=None) -> BankLine:
             changes={"status": [previous, line.status], "reason": reason},
         )
     return line
+
+
+# --- Accounts ------------------------------------------------------------------------------------
+
+
+def bank_account_save(
+    *, account: BankAccount | None = None, name: str, iban: str, currency: str, csv_mapping: dict, actor=None
+) -> BankAccount:
+    """Create an account, or change one (name, IBAN, currency, CSV mapping). Audited."""
+    iban = normalise_iban(iban)
+    with transaction.atomic():
+        if BankAccount.objects.filter(iban=iban).exclude(pk=account.pk if account else None).exists():
+            raise ValidationFailed(
+                f"An account with IBAN {iban} exists already.", details={"iban": ["This IBAN has an account."]}
+            )
+        if account is None:
+            account = BankAccount.objects.create(name=name, iban=iban, currency=currency, csv_mapping=csv_mapping)
+            audit_record(actor=actor, action="bank_account.created", obj=account, changes={"iban": iban})
+            return account
+        account = BankAccount.objects.select_for_update().get(pk=account.pk)
+        changes = {}
+        for attr, value in (("name", name), ("iban", iban), ("currency", currency), ("csv_mapping", csv_mapping)):
+            if getattr(account, attr) != value:
+                changes[attr] = [getattr(account, attr), value]
+                setattr(account, attr, value)
+        if changes:
+            account.save(update_fields=list(changes))
+            audit_record(actor=actor, action="bank_account.updated", obj=account, changes=changes)
+    return account
