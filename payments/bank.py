@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, models, transaction
@@ -427,7 +428,7 @@ def bank_statement_import(*, account: BankAccount, filename: str, raw: bytes, ac
 
                 from .tasks import bank_statement_match
 
-                enqueue_on_commit(bank_statement_match, statement.pk)
+                enqueue_on_commit(bank_statement_match, statement.pk, getattr(settings, "OTC_BANK_BATCH_SIZE", BATCH))
     except IntegrityError:
         # The same file (or an entry of it) was stored meanwhile by a concurrent upload.
         existing = BankStatement.objects.filter(account=account, file_sha256=digest).first()

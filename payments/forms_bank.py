@@ -135,8 +135,9 @@ class BankLineMatchForm(BootstrapForm):
         super().__init__(*args, **kwargs)
         self.fields["customer"].queryset = Customer.objects.order_by("name")
         invoices = Invoice.objects.filter(status__in=OPEN_STATUSES).exclude(kind=InvoiceKind.CREDIT_NOTE)
+        # Only the chosen customer's open invoices: choosing another customer re-renders the form.
         self.fields["invoices"].queryset = (
-            invoices.filter(customer=customer).order_by("due_date", "pk") if customer else invoices
+            invoices.filter(customer=customer).order_by("due_date", "pk") if customer else Invoice.objects.none()
         )
         self.fields["invoices"].label_from_instance = InvoiceChoiceField.label_from_instance.__get__(
             self.fields["invoices"]

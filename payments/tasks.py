@@ -66,9 +66,9 @@ def statement_send(self, customer_id: int, as_of: str) -> bool:
 
 
 @shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
-def bank_statement_match(statement_id: int) -> None:
-    """Match an imported statement's lines in bounded batches, saving progress after each. Safe to
-    redeliver or run on two workers: only new lines are taken, under row locks."""
+def bank_statement_match(statement_id: int, batch: int = 1000) -> None:
+    """Match an imported statement's lines in batches of `batch`, saving progress after each. Safe
+    to redeliver or run on two workers: only new lines are taken, under row locks."""
     from .bank import statement_match
 
-    statement_match(statement_id=statement_id)
+    statement_match(statement_id=statement_id, batch=batch)
