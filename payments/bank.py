@@ -361,6 +361,20 @@ def _entry_refs(lines: list[ParsedLine]) -> list[str]:
     return refs
 
 
+def _known_refs(account: BankAccount, refs: list[str]) -> set[str]:
+    """Which of `refs` the account has already; on PostgreSQL with one array parameter rather
+    than an IN list of ten thousand."""
+    if connection.vendor != "postgresql":
+        return set(BankLine.objects.filter(account=account, entry_ref__in=refs).values_list("entry_ref", flat=True))
+    table = BankLine._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT entry_ref FROM "{table}" WHERE account_id = %s AND entry_ref = ANY(%s::varchar[])',  # noqa: S608
+            [account.pk, refs],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 def bank_statement_import(*, account: BankAccount, filename: str, raw: bytes, actor=None) -> tuple[BankStatement, bool]:
     """Store a statement file and its lines (debits as ignored lines), in one transaction: a bad
     file raises ValidationFailed and stores nothing. The same file again returns the statement it
@@ -375,9 +389,7 @@ def bank_statement_import(*, account: BankAccount, filename: str, raw: bytes, ac
     try:
         with transaction.atomic():
             account = BankAccount.objects.select_for_update().get(pk=account.pk)
-            known = set(
-                BankLine.objects.filter(account=account, entry_ref__in=refs).values_list("entry_ref", flat=True)
-            )
+            known = _known_refs(account, refs)
             fresh = [(line, ref) for line, ref in zip(parsed.lines, refs, strict=True) if ref not in known]
             debits = sum(1 for line, _ in fresh if not line.is_credit)
             statement = BankStatement.objects.create(
@@ -740,6 +752,19 @@ def _insert_rows(model, fields: list[str], rows: list[tuple]) -> list[int]:
     return ids
 
 
+def _reserve_ids(model, count: int) -> list[int]:
+    """Take `count` ids from the table's sequence (PostgreSQL); [] elsewhere."""
+    if connection.vendor != "postgresql" or not count:
+        return []
+    meta = model._meta
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, meta.pk.column, count],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def _update_rows(model, fields: list[str], rows: list[tuple]) -> None:
     """Set `fields` (attribute names) of many rows, given as `(pk, *values)` tuples. On PostgreSQL
     one `UPDATE ... FROM unnest(arrays)` per 5,000 rows: Django's bulk_update builds a CASE per
@@ -858,9 +883,15 @@ def _post_batch(lines: list[LineRow], decisions: dict[int, Decision], ctx: Match
         return {}
     fields = ["number", "customer_id", "method", "method_accepted", "amount", "currency", "received_on"]
     fields += ["reference", "source", "allocated_amount", "refunded_amount", "created_by_id", "created_at"]
-    payment_ids = _insert_rows(Payment, fields, payments)
-    numbers = [f"PAY-{pk:06d}" for pk in payment_ids]
-    _update_rows(Payment, ["number"], list(zip(payment_ids, numbers, strict=True)))
+    reserved = _reserve_ids(Payment, len(payments))
+    if reserved:  # the number is known before the insert: PAY- and the id, as payment_record gives it
+        payments = [(pk, f"PAY-{pk:06d}", *row[1:]) for pk, row in zip(reserved, payments, strict=True)]
+        payment_ids = _insert_rows(Payment, ["id", *fields], payments)
+        numbers = [row[1] for row in payments]
+    else:
+        payment_ids = _insert_rows(Payment, fields, payments)
+        numbers = [f"PAY-{pk:06d}" for pk in payment_ids]
+        _update_rows(Payment, ["number"], list(zip(payment_ids, numbers, strict=True)))
     _insert_rows(
         Allocation,
         ["payment_id", "invoice_id", "amount", "created_by_id", "created_at"],
