@@ -12,6 +12,8 @@ from django.db import connection
 from billing.errors import InvalidTransition, ValidationFailed
 from billing.models import AuditEvent
 from invoicing.models import Invoice, InvoiceStatus
+from kpis.audit import run_audit
+from orders.models import Order, OrderStatus
 from payments import bank
 from payments.models import (
     Allocation,
@@ -146,6 +148,13 @@ def test_camt_sample_posts_suggests_ignores_and_queues(account, invoices, user):
     assert five.status == BankLineStatus.UNMATCHED and five.customer_id is None
     assert bank.statement_counts(statement) == {"new": 0, "matched": 2, "suggested": 1, "unmatched": 1, "ignored": 1}
     assert Payment.objects.count() == 2
+    # Posting in bulk keeps what payment_record keeps: the invariant audit finds nothing, and the
+    # orders of the now paid invoices are closed.
+    assert run_audit() == []
+    assert set(
+        Order.objects.filter(lines__invoice_lines__invoice__in=[inv1, inv2]).values_list("status", flat=True)
+    ) == {OrderStatus.CLOSED}
+    assert Order.objects.filter(lines__invoice_lines__invoice=inv3).distinct().get().status == OrderStatus.INVOICED
 
 
 def test_same_file_twice_creates_nothing(account, invoices, user):
@@ -223,6 +232,7 @@ def test_csv_by_mapping_posts_full_and_partial_payments(account, invoices, user)
     assert three.status == BankLineStatus.MATCHED
     inv2 = Invoice.objects.get(pk=invoices[1].pk)
     assert (inv2.status, inv2.amount_paid) == (InvoiceStatus.PARTIALLY_PAID, Decimal("100.00"))
+    assert run_audit() == []
 
 
 def test_csv_with_credit_and_debit_columns_and_column_numbers(account):
@@ -422,6 +432,7 @@ def test_two_workers_matching_one_statement_post_each_line_once(make_issued_invo
     for invoice in Invoice.objects.filter(pk__in=[i.pk for i in invoices]):
         assert invoice.status == InvoiceStatus.PAID
         assert sum(a.amount for a in invoice.allocations.all()) == invoice.amount_paid == Decimal("462.62")
+    assert run_audit() == []
 
 
 @pytest.mark.django_db(transaction=True)
