@@ -379,7 +379,8 @@ def bank_statement_import(*, account: BankAccount, filename: str, raw: bytes, ac
     """Store a statement file and its lines (debits as ignored lines), in one transaction: a bad
     file raises ValidationFailed and stores nothing. The same file again returns the statement it
     was imported as, with False; entries already imported by another file of the account are
-    counted and skipped. Matching is enqueued (large files) or left to the caller (`statement_match`)."""
+    counted and skipped. Matching is enqueued on commit; callers may also match a small statement at
+    once (`statement_match`, INLINE_LINES)."""
     digest = hashlib.sha256(raw).hexdigest()
     existing = BankStatement.objects.filter(account=account, file_sha256=digest).first()
     if existing is not None:
@@ -435,7 +436,9 @@ def bank_statement_import(*, account: BankAccount, filename: str, raw: bytes, ac
                 obj=statement,
                 changes={"lines": len(rows), "duplicates": statement.duplicate_lines, "sha256": digest},
             )
-            if statement.status == BankStatementStatus.MATCHING and len(rows) > INLINE_LINES:
+            if statement.status == BankStatementStatus.MATCHING:
+                # Always queued, also when the caller matches a small statement at once: should the
+                # request fail half-way, a worker finishes (two runs at once share the lines out).
                 from billing.jobs import enqueue_on_commit
 
                 from .tasks import bank_statement_match
