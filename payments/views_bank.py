@@ -154,7 +154,10 @@ def bank_statement_detail(request, pk: int):
     statement = get_object_or_404(BankStatement.objects.select_related("account", "created_by"), pk=pk)
     context = _statement_context(statement)
     if request.htmx and request.GET.get("progress"):
-        return render(request, "payments/bank_statement_progress.html", context)
+        response = render(request, "payments/bank_statement_progress.html", context)
+        if not context["matching"]:
+            response["HX-Refresh"] = "true"  # matching finished: reload once to show the lines' outcome
+        return response
     filters = BankLineFilter(request.GET or None)
     data = filter_values(filters)
     qs = statement.lines.select_related("customer", "payment")

@@ -130,6 +130,10 @@ def test_statement_progress_partial_polls_while_matching(signed_in, account):
     )
     html = response.content.decode()
     assert 'hx-trigger="every 1s"' in html and "4 of 10 lines processed" in html and "40%" in html
+    assert "HX-Refresh" not in response
+    BankStatement.objects.filter(pk=statement.pk).update(status="done", processed_lines=10)
+    done = signed_in.get(reverse("bank-statement-detail", args=[statement.pk]) + "?progress=1", HTTP_HX_REQUEST="true")
+    assert done["HX-Refresh"] == "true" and 'hx-trigger="every 1s"' not in done.content.decode()
 
 
 def test_account_form_validates_and_saves_the_mapping(signed_in, user):
