@@ -15,7 +15,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -1004,6 +1004,12 @@ def statement_match(
             counts = statement_counts(statement)
             audit_record(actor=actor, action="bank_statement.matched", obj=statement, changes=counts)
     return statement
+
+
+def statements_stalled(*, minutes: int = 10):
+    """Statements still matching `minutes` after their import (the sweeper queues them again)."""
+    cutoff = timezone.now() - timedelta(minutes=minutes)
+    return BankStatement.objects.filter(status=BankStatementStatus.MATCHING, created_at__lt=cutoff).order_by("pk")
 
 
 def statement_counts(statement: BankStatement) -> dict[str, int]:

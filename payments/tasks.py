@@ -72,3 +72,16 @@ def bank_statement_match(statement_id: int, batch: int = 1000) -> None:
     from .bank import statement_match
 
     statement_match(statement_id=statement_id, batch=batch)
+
+
+@shared_task
+def bank_statements_sweep(minutes: int = 10) -> int:
+    """Periodic: re-enqueue the matching of statements still matching `minutes` after their import
+    (a lost message, a worker killed mid-way). Safe to overlap a running match: lines are shared out
+    under row locks."""
+    from .bank import statements_stalled
+
+    ids = list(statements_stalled(minutes=minutes).values_list("pk", flat=True)[:100])
+    for pk in ids:
+        bank_statement_match.delay(pk)
+    return len(ids)

@@ -462,3 +462,18 @@ def test_one_click_match_twice_at_once_posts_once(make_issued_invoice, user):
     results, errors = _in_threads(lambda i: bank.bank_line_match_suggestion(line=line, actor=user))
     assert len(results) == 1 and len(errors) == 1 and isinstance(errors[0], InvalidTransition)
     assert Payment.objects.count() == 1
+
+
+def test_stalled_statements_are_found_for_the_sweeper(account):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    statement, _ = bank.bank_statement_import(
+        account=account, filename="s.xml", raw=camt([{"amount": "1.00", "ref": "Z"}])
+    )
+    assert list(bank.statements_stalled(minutes=10)) == []
+    BankStatement.objects.filter(pk=statement.pk).update(created_at=timezone.now() - timedelta(minutes=11))
+    assert list(bank.statements_stalled(minutes=10)) == [statement]
+    bank.statement_match(statement_id=statement.pk)
+    assert list(bank.statements_stalled(minutes=10)) == []
