@@ -276,8 +276,10 @@ class BankLine(models.Model):
     entry when the bank gives none) is unique per account, so an entry in two overlapping files is
     stored once; `payment` is one-to-one, so a line posts one payment at most."""
 
-    account = models.ForeignKey(BankAccount, on_delete=models.PROTECT, related_name="+")
-    statement = models.ForeignKey(BankStatement, on_delete=models.CASCADE, related_name="lines")
+    # No single-column indexes on account and statement: the unique constraints below lead with
+    # them, and every index costs on the 10,000-row inserts and updates of an import.
+    account = models.ForeignKey(BankAccount, on_delete=models.PROTECT, related_name="+", db_index=False)
+    statement = models.ForeignKey(BankStatement, on_delete=models.CASCADE, related_name="lines", db_index=False)
     line_no = models.PositiveIntegerField()
     entry_ref = models.CharField(max_length=100)
     booking_date = models.DateField()
@@ -297,7 +299,7 @@ class BankLine(models.Model):
     suggested_invoice_ids = models.JSONField(default=list, blank=True)
     payment = models.OneToOneField(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="bank_line")
     matched_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     matched_at = models.DateTimeField(null=True, blank=True)
 
