@@ -174,6 +174,13 @@ class Customer(models.Model):
     )
     email = models.EmailField("billing email", help_text="Invoices are sent here.")
     phone = models.CharField(max_length=40, blank=True)
+    iban = models.CharField(
+        "IBAN",
+        max_length=34,
+        blank=True,
+        db_index=True,
+        help_text="The account the customer pays from, without spaces; bank statement lines from it are theirs.",
+    )
     currency = models.CharField(max_length=3, default="EUR", validators=[validate_currency_code])
     payment_terms = models.ForeignKey(PaymentTerms, on_delete=models.PROTECT, related_name="customers")
     billing_method = models.CharField(max_length=20, choices=BillingMethod.choices, default=BillingMethod.ELECTRONIC)

@@ -12,6 +12,7 @@ from invoicing.api_delivery import PrintBatchViewSet
 from kpis.api import KpiViewSet
 from orders.api import ProductViewSet
 from payments.api import CustomerStatementView, PaymentViewSet
+from payments.api_bank import BankAccountViewSet, BankLineViewSet, BankStatementViewSet
 
 router = DefaultRouter()
 router.register("tax-rates", TaxRateViewSet, basename="api-tax-rate")
@@ -24,6 +25,9 @@ router.register("invoices", InvoiceViewSet, basename="api-invoice")
 router.register("payments", PaymentViewSet, basename="api-payment")
 router.register("kpis", KpiViewSet, basename="api-kpi")
 router.register("print-batches", PrintBatchViewSet, basename="api-print-batch")
+router.register("bank-accounts", BankAccountViewSet, basename="api-bank-account")
+router.register("bank-statements", BankStatementViewSet, basename="api-bank-statement")
+router.register("bank-lines", BankLineViewSet, basename="api-bank-line")
 urlpatterns = [
     *router.urls,
     # In payments (it shows unapplied credit), beside the customer routes: billing cannot import payments.

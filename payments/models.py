@@ -176,3 +176,149 @@ class StatementDelivery(models.Model):
 
     def __str__(self):
         return f"Statement {self.customer} {self.period:%Y-%m}"
+
+
+# --- Bank statements -----------------------------------------------------------------------------
+
+
+class BankAccount(models.Model):
+    """One of our own bank accounts; statements of it are imported. CSV exports differ per bank, so
+    each account keeps how to read its CSV files (`csv_mapping`, see payments.bank.CSV_MAPPING_KEYS)."""
+
+    name = models.CharField(max_length=100)
+    iban = models.CharField("IBAN", max_length=34, unique=True, help_text="Without spaces.")
+    currency = models.CharField(max_length=3)
+    csv_mapping = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("bank-account-edit", args=[self.pk])
+
+
+class BankStatementSource(models.TextChoices):
+    """The file format a statement was read from."""
+
+    CSV = "csv", "CSV"
+    CAMT053 = "camt053", "CAMT.053"
+
+
+class BankStatementStatus(models.TextChoices):
+    """A statement is parsed and stored whole at upload (a bad file stores nothing), then its lines
+    are matched in bounded batches (on a worker for large files) until none is left: done."""
+
+    MATCHING = "matching", "Matching"
+    DONE = "done", "Done"
+
+
+class BankStatement(models.Model):
+    """One imported statement file. The file's SHA-256 is unique per account: the same file
+    imported twice creates nothing new."""
+
+    account = models.ForeignKey(BankAccount, on_delete=models.PROTECT, related_name="statements")
+    source = models.CharField(max_length=10, choices=BankStatementSource.choices)
+    filename = models.CharField(max_length=255)
+    file_sha256 = models.CharField(max_length=64)
+    statement_ref = models.CharField(max_length=100, blank=True, help_text="The bank's statement id (CAMT Stmt/Id).")
+    status = models.CharField(max_length=10, choices=BankStatementStatus.choices, default=BankStatementStatus.MATCHING)
+    total_lines = models.PositiveIntegerField(default=0)
+    processed_lines = models.PositiveIntegerField(default=0)
+    duplicate_lines = models.PositiveIntegerField(
+        default=0, help_text="Entries of the file already imported with an earlier statement: not stored again."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "file_sha256"], name="bankstatement_file_once_per_account"),
+            models.CheckConstraint(
+                condition=Q(processed_lines__lte=F("total_lines")), name="bankstatement_progress_within_total"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Statement #{self.pk} {self.filename}"
+
+    def get_absolute_url(self):
+        return reverse("bank-statement-detail", args=[self.pk])
+
+    @property
+    def progress_percent(self) -> int:
+        return 100 if not self.total_lines else round(100 * self.processed_lines / self.total_lines)
+
+
+class BankLineStatus(models.TextChoices):
+    """New lines wait for matching. Matched lines posted a payment; suggested and unmatched lines
+    wait in the queue for a person, who matches or ignores them. Debits are ignored at import."""
+
+    NEW = "new", "New"
+    MATCHED = "matched", "Matched"
+    SUGGESTED = "suggested", "Suggested"
+    UNMATCHED = "unmatched", "Unmatched"
+    IGNORED = "ignored", "Ignored"
+
+
+QUEUE_STATUSES = (BankLineStatus.SUGGESTED, BankLineStatus.UNMATCHED)
+
+
+class BankLine(models.Model):
+    """One booked entry of a statement. `entry_ref` (the bank's entry reference, or a digest of the
+    entry when the bank gives none) is unique per account, so an entry in two overlapping files is
+    stored once; `payment` is one-to-one, so a line posts one payment at most."""
+
+    # No single-column indexes on account and statement: the unique constraints below lead with
+    # them, and every index costs on the 10,000-row inserts and updates of an import.
+    account = models.ForeignKey(BankAccount, on_delete=models.PROTECT, related_name="+", db_index=False)
+    statement = models.ForeignKey(BankStatement, on_delete=models.CASCADE, related_name="lines", db_index=False)
+    line_no = models.PositiveIntegerField()
+    entry_ref = models.CharField(max_length=100)
+    booking_date = models.DateField()
+    is_credit = models.BooleanField(default=True)
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    counterparty_name = models.CharField(max_length=140, blank=True)
+    counterparty_iban = models.CharField(max_length=34, blank=True)
+    remittance = models.TextField(blank=True)
+    structured_ref = models.CharField(max_length=100, blank=True)
+    end_to_end_id = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=BankLineStatus.choices, default=BankLineStatus.NEW)
+    reason = models.CharField(max_length=500, blank=True, help_text="Why it was matched, suggested or left.")
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="Recognised payer."
+    )
+    suggested_invoice_ids = models.JSONField(default=list, blank=True)
+    payment = models.OneToOneField(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="bank_line")
+    matched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    matched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["statement", "line_no"]
+        constraints = [
+            models.UniqueConstraint(fields=["statement", "line_no"], name="bankline_line_no_unique"),
+            models.UniqueConstraint(fields=["account", "entry_ref"], name="bankline_entry_once_per_account"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="bankline_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(status=BankLineStatus.MATCHED, payment__isnull=False)
+                | (~Q(status=BankLineStatus.MATCHED) & Q(payment__isnull=True)),
+                name="bankline_matched_iff_payment",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_credit=True) | Q(status=BankLineStatus.IGNORED), name="bankline_debit_is_ignored"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "statement"])]
+
+    def __str__(self):
+        return f"{self.statement_id}/{self.line_no} {self.amount} {self.currency}"

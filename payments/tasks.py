@@ -60,3 +60,28 @@ def statement_send(self, customer_id: int, as_of: str) -> bool:
         if self.request.retries >= self.max_retries:
             return False
         raise self.retry(exc=exc, countdown=min(60 * 2**self.request.retries, 3600)) from exc
+
+
+# --- Bank statements -----------------------------------------------------------------------------
+
+
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
+def bank_statement_match(statement_id: int, batch: int = 1000) -> None:
+    """Match an imported statement's lines in batches of `batch`, saving progress after each. Safe
+    to redeliver or run on two workers: only new lines are taken, under row locks."""
+    from .bank import statement_match
+
+    statement_match(statement_id=statement_id, batch=batch)
+
+
+@shared_task
+def bank_statements_sweep(minutes: int = 10) -> int:
+    """Periodic: re-enqueue the matching of statements still matching `minutes` after their import
+    (a lost message, a worker killed mid-way). Safe to overlap a running match: lines are shared out
+    under row locks."""
+    from .bank import statements_stalled
+
+    ids = list(statements_stalled(minutes=minutes).values_list("pk", flat=True)[:100])
+    for pk in ids:
+        bank_statement_match.delay(pk)
+    return len(ids)

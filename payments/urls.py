@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_bank
 
 urlpatterns = [
     path("payments/", views.payment_list, name="payment-list"),
@@ -8,4 +8,13 @@ urlpatterns = [
     path("payments/<int:pk>/", views.payment_detail, name="payment-detail"),
     path("payments/<int:pk>/allocate/", views.payment_allocate, name="payment-allocate"),
     path("customers/<int:pk>/statement/", views.customer_statement, name="customer-statement"),
+    path("bank/", views_bank.bank_statement_list, name="bank-statement-list"),
+    path("bank/upload/", views_bank.bank_statement_upload, name="bank-statement-upload"),
+    path("bank/statements/<int:pk>/", views_bank.bank_statement_detail, name="bank-statement-detail"),
+    path("bank/queue/", views_bank.bank_queue, name="bank-queue"),
+    path("bank/lines/<int:pk>/", views_bank.bank_line_detail, name="bank-line-detail"),
+    path("bank/lines/<int:pk>/match/", views_bank.bank_line_match_suggestion, name="bank-line-match"),
+    path("bank/accounts/", views_bank.bank_account_list, name="bank-account-list"),
+    path("bank/accounts/new/", views_bank.bank_account_create, name="bank-account-create"),
+    path("bank/accounts/<int:pk>/", views_bank.bank_account_edit, name="bank-account-edit"),
 ]
