@@ -359,7 +359,7 @@ def _mark(notice_id: int, *, status: str, error: str = "", **fields) -> DunningN
         audit_record(
             actor=None,
             action=f"dunning_notice.{status}",
-            obj=notice.customer,
+            obj=notice,
             changes={"notice": notice.pk, "channel": notice.channel, **({"error": error[:500]} if error else {})},
         )
     return notice

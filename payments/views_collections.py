@@ -94,6 +94,8 @@ def collections(request):
         },
         default="-overdue",
     )
+    for customer in context["page_obj"].object_list:
+        customer.days_overdue = (today - customer.oldest_due).days
     context.update(filters=filters, filtered=bool(data), today=today)
     return render(request, "payments/collections.html", context)
 

@@ -28,6 +28,7 @@ from billing.models import AuditEvent
 from invoicing import delivery
 from invoicing import services as invoicing
 from invoicing.models import Invoice, InvoiceKind, PrintBatch, PrintBatchItem
+from kpis.audit import run_audit
 from payments import dunning, penalties
 from payments.models import (
     DunningChannel,
@@ -118,6 +119,7 @@ def test_one_consolidated_reminder_lists_every_overdue_invoice_at_its_level(acco
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
     assert "STATEMENT OF ACCOUNT" in text and docs["D"].number in text
     assert AuditEvent.objects.filter(action="customer.dunning_notice", object_id=customer.pk).count() == 1
+    assert AuditEvent.objects.filter(action="dunning_notice.sent", object_id=notice.pk).count() == 1
 
 
 def test_each_level_is_sent_once_per_invoice_and_escalates_later(account, levels):
@@ -255,6 +257,11 @@ def test_reminder_fee_is_a_penalty_invoice_within_the_cap(levels, make_issued_in
     assessment = PenaltyAssessment.objects.get(invoice=invoice)
     assert assessment.total == 0 and assessment.capped
     assert Invoice.objects.filter(kind=InvoiceKind.PENALTY, original=invoice).count() == 1
+    assert "penalties_within_cap" not in {f.check for f in run_audit()}
+    # The nightly audit counts reminder fees against the cap: one over it is reported.
+    DunningItem.objects.filter(pk=item.pk).update(fee=D("23.14"))
+    [finding] = [f for f in run_audit() if f.check == "penalties_within_cap"]
+    assert invoice.number in finding.rows[0]
 
 
 def test_reminder_fee_without_cap_is_charged_once(levels, terms, make_issued_invoice):
