@@ -365,3 +365,20 @@ def test_two_runs_at_once_send_one_reminder(no_worker, levels, terms, make_issue
     assert DunningNotice.objects.count() == 1
     assert DunningItem.objects.count() == 2
     assert len(mail.outbox) == 1
+
+
+def test_daily_task_fans_out_to_batches_of_customers(account, levels):
+    """The beat task and its batch task, run in-process (the real task code, no broker)."""
+    from otc.celery import app
+    from payments import tasks
+
+    customer, _docs = account
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    try:
+        mail.outbox.clear()
+        assert tasks.dunning_run_daily(AS_OF.isoformat()) == 1
+        assert tasks.dunning_run_batch(AS_OF.isoformat(), [customer.pk]) == 0  # redelivered: nothing more
+    finally:
+        app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+    assert DunningNotice.objects.filter(customer=customer).count() == 1 and len(mail.outbox) == 1

@@ -92,3 +92,33 @@ def test_collections_page_shows_an_overdue_customer_and_its_reminder(
     expect(history).to_contain_text("Final notice")
     expect(history).to_contain_text(invoice.number)
     screenshot("customer-reminders")
+
+    # The customer disputes the invoice: flagged from its page, it leaves the reminders.
+    history.get_by_role("link", name=invoice.number).click()
+    card = page.get_by_test_id("dispute-card")
+    card.get_by_label("What does the customer dispute?").fill("Goods damaged on arrival")
+    card.get_by_role("button", name="Mark as disputed").click()
+    expect(page.locator(".alert-success")).to_contain_text("marked as disputed")
+    expect(page.get_by_test_id("dispute-card")).to_contain_text("Goods damaged on arrival")
+    screenshot("invoice-disputed")
+    page.goto("/collections/?flag=disputed")
+    expect(page.get_by_test_id("collections-row")).to_have_count(1)
+    expect(page.get_by_test_id("collections-row")).to_contain_text("Disputed")
+
+
+def test_a_paper_customers_reminder_is_in_the_print_batch(page, login, screenshot, no_worker, make_issued_invoice):
+    DunningLevel.objects.all().delete()
+    DunningLevel.objects.create(
+        name="First reminder", days_overdue=7, tone=DunningTone.FRIENDLY, subject_template="Reminder", body_template="x"
+    )
+    customer = CustomerFactory(name="Garage Moreau", billing_method="paper")
+    make_issued_invoice(customer, issue_date=timezone.localdate() - timedelta(days=40))
+    notice = dunning.dunning_notice_create(customer_id=customer.pk, as_of=timezone.localdate())
+    assert dunning.dunning_notice_deliver(notice_id=notice.pk) == "queued_for_print"
+    notice.refresh_from_db()
+    login()
+    page.goto(f"/print-batches/{notice.print_batch_item.batch_id}/")
+    letters = page.get_by_test_id("batch-documents")
+    expect(letters).to_contain_text(f"Payment reminder #{notice.pk}")
+    expect(letters).to_contain_text("Garage Moreau")
+    screenshot("print-batch-with-reminder")
