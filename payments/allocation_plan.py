@@ -58,6 +58,9 @@ class AllocationPlan:
     def valid(self) -> bool:
         return not self.errors and not any(r.error for r in self.rows)
 
+    def as_shown(self) -> dict[int, Decimal]:
+        return {r.invoice.pk: r.amount for r in self.rows if r.amount > 0}
+
     def allocations(self) -> list[dict]:
         return [{"invoice": r.invoice, "amount": r.amount} for r in self.rows if r.amount > 0]
 
@@ -69,6 +72,23 @@ def open_invoices(customer: Customer, currency: str | None = None):
         .order_by("due_date", "issue_date", "pk")
     )
     return qs.filter(currency=currency or customer.currency)
+
+
+SHOWN_PREFIX = "shown_"
+
+
+def shown_allocations(data) -> dict[int, Decimal] | None:
+    """The allocation the preview showed when the form was posted (None: no preview was shown)."""
+    if "shown_plan" not in data:
+        return None
+    shown = {}
+    for key, value in data.items():
+        if key.startswith(SHOWN_PREFIX) and key[len(SHOWN_PREFIX) :].isdigit():
+            try:
+                shown[int(key[len(SHOWN_PREFIX) :])] = Decimal(value)
+            except InvalidOperation:
+                continue
+    return shown
 
 
 def typed_amounts(data) -> dict[int, str]:

@@ -64,6 +64,7 @@ class RunResult:
     as_of: date
     customers: int = 0
     notices: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)  # customers whose reminder could not be written
     delivered: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -426,7 +427,12 @@ def dunning_run(*, as_of: date | None = None, customer_ids: list[int] | None = N
     ids = customers_due(as_of=as_of, levels=levels) if customer_ids is None else sorted(customer_ids)
     result = RunResult(as_of=as_of, customers=len(ids))
     for customer_id in ids:
-        notice = dunning_notice_create(customer_id=customer_id, as_of=as_of, levels=levels, actor=actor)
+        try:
+            notice = dunning_notice_create(customer_id=customer_id, as_of=as_of, levels=levels, actor=actor)
+        except Exception:  # a template that fails on real data must not stop the other customers
+            log.exception("Reminder for customer %s could not be written", customer_id)
+            result.failed.append(customer_id)
+            continue
         if notice is not None:
             result.notices.append(notice.pk)
     retry = DunningNotice.objects.filter(

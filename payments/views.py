@@ -17,7 +17,7 @@ from billing.views import filter_values, form_errors_from, sorted_page
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 
 from . import services, statements
-from .allocation_plan import AllocationPlan, allocation_plan, open_invoices, typed_amounts
+from .allocation_plan import AllocationPlan, allocation_plan, open_invoices, shown_allocations, typed_amounts
 from .forms import PaymentForm, PaymentListFilter
 from .models import Payment, PaymentSource
 
@@ -144,8 +144,14 @@ def payment_create(request):
     customer = _posted_customer(request.POST)
     form = PaymentForm(request.POST, customer=customer)
     plan = _plan_from(request.POST, customer, form)
+    shown = shown_allocations(request.POST)
     if form.is_valid() and plan is not None and not plan.valid:
         form.add_error(None, "Check the allocation: " + " ".join(plan.errors or ["an amount is not right."]))
+    elif form.is_valid() and plan is not None and shown is not None and shown != plan.as_shown():
+        # Balances moved between the preview and the click: show the new plan, save nothing.
+        form.add_error(
+            None, "The allocation changed since it was shown (a balance moved): check it below and record again."
+        )
     elif form.is_valid():
         data = form.cleaned_data
         allocations = plan.allocations() if plan is not None else None

@@ -181,3 +181,30 @@ def test_payment_list_filters(staff, customer):
     assert listed(credit="unallocated", sort="amount") == [old_api.pk, recent_ui.pk, theirs.pk]
     assert listed(sort="source") == [old_api.pk, theirs.pk, recent_ui.pk]  # api, bank_import, ui
     assert listed(received_from="not-a-date") == [recent_ui.pk, theirs.pk, old_api.pk]  # ignored
+
+
+def test_a_plan_that_changed_since_the_preview_is_not_recorded(staff, customer, two_open):
+    older, newer = two_open
+    _plan, _amounts, response = preview(staff, customer, amount="600.00")
+    html = response.content.decode()
+    assert f'name="shown_{older.pk}" value="462.62"' in html and f'name="shown_{newer.pk}" value="137.38"' in html
+    shown = {"shown_plan": "1", f"shown_{older.pk}": "462.62", f"shown_{newer.pk}": "137.38"}
+    # Meanwhile 100.00 arrives on the older invoice: oldest first would now give the newer one 237.38.
+    payment_record(
+        customer=customer,
+        method="bank_transfer",
+        amount=D("100.00"),
+        currency="EUR",
+        allocations=[{"invoice": older, "amount": D("100.00")}],
+    )
+    response = post(staff, customer, amount="600.00", **shown)
+    assert response.status_code == 200
+    assert "The allocation changed since it was shown" in response.content.decode()
+    assert Payment.objects.count() == 1
+    # The page now shows the new plan; posting it records it.
+    shown = {"shown_plan": "1", f"shown_{older.pk}": "362.62", f"shown_{newer.pk}": "237.38"}
+    assert f'name="shown_{newer.pk}" value="237.38"' in response.content.decode()
+    response = post(staff, customer, amount="600.00", **shown)
+    payment = Payment.objects.latest("pk")
+    assert response["Location"] == payment.get_absolute_url()
+    assert {a.invoice_id: a.amount for a in payment.allocations.all()} == {older.pk: D("362.62"), newer.pk: D("237.38")}

@@ -382,3 +382,22 @@ def test_daily_task_fans_out_to_batches_of_customers(account, levels):
     finally:
         app.conf.task_always_eager, app.conf.task_eager_propagates = saved
     assert DunningNotice.objects.filter(customer=customer).count() == 1 and len(mail.outbox) == 1
+
+
+def test_a_reminder_that_cannot_be_written_skips_that_customer_only(levels, terms, make_issued_invoice, monkeypatch):
+    bad = CustomerFactory(payment_terms=terms)
+    good = CustomerFactory(payment_terms=terms)
+    _issued_due(make_issued_invoice, bad, date(2026, 6, 20))  # friendly level
+    _issued_due(make_issued_invoice, good, date(2026, 6, 1))  # firm level
+    original = dunning._render
+
+    def render(source, context):
+        if context["customer"].pk == bad.pk:
+            raise ValueError("a filter failed on this customer's data")
+        return original(source, context)
+
+    monkeypatch.setattr(dunning, "_render", render)
+    result = dunning.dunning_run(as_of=AS_OF)
+    assert result.failed == [bad.pk]
+    assert [n.customer_id for n in DunningNotice.objects.all()] == [good.pk]
+    assert not DunningItem.objects.filter(invoice__customer=bad).exists()  # nothing half-written

@@ -1,6 +1,6 @@
 from datetime import date
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from payments.dunning import dunning_run
 
@@ -23,3 +23,5 @@ class Command(BaseCommand):
             f"Dunning as of {result.as_of}: {result.customers} customer(s) due, "
             f"{len(result.notices)} reminder(s) written; delivery: {outcomes}."
         )
+        if result.failed:
+            raise CommandError(f"No reminder could be written for customer id(s) {result.failed}; see the log.")
