@@ -209,8 +209,14 @@ class DunningLevel(models.Model):
     name = models.CharField(max_length=60)
     days_overdue = models.PositiveIntegerField(unique=True, help_text="Sent when an invoice is this many days late.")
     tone = models.CharField(max_length=10, choices=DunningTone.choices, default=DunningTone.FRIENDLY)
-    subject_template = models.CharField(max_length=255)
-    body_template = models.TextField()
+    subject_template = models.CharField(
+        max_length=255, help_text="Django template, e.g. Reminder: {{ overdue_total }} {{ currency }} overdue."
+    )
+    body_template = models.TextField(
+        help_text="Django template (plain text). Variables: customer, seller, as_of, invoices (number, due_date, "
+        "days_overdue, balance, level_name, new, fee), invoice_count, invoice_table, overdue_total, fee_total, "
+        "currency, level."
+    )
     fee = models.DecimalField(
         **MONEY,
         default=Decimal("0"),
