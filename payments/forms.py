@@ -112,7 +112,7 @@ class PaymentListFilter(ListFilter):
         required=False, label="Received from", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
     )
     received_to = forms.DateField(
-        required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+        required=False, label="Received to", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
     )
 
     def __init__(self, *args, **kwargs):

@@ -49,6 +49,17 @@ def test_record_a_payment_with_the_allocation_preview(page, login, screenshot, n
     page.get_by_role("button", name="Record payment").click()
     expect(page.locator(".alert-success")).to_contain_text("550.00 allocated, 50.00 left as credit")
     screenshot("payment-recorded")
+
+    # The payments list filters by source and received dates, among others.
+    page.goto("/payments/")
+    page.get_by_label("Source").select_option(label="API")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_test_id("empty-state")).to_contain_text("No payments match these filters.")
+    page.get_by_label("Source").select_option(label="Browser")
+    page.get_by_label("Received from").fill(timezone.localdate().isoformat())
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tbody tr")).to_have_count(1)
+    screenshot("payment-list-filtered")
     payment = Payment.objects.get()
     assert {a.invoice_id: a.amount for a in payment.allocations.all()} == {
         older.pk: Decimal("150.00"),
