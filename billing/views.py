@@ -113,7 +113,11 @@ def customer_list(request):
 
 
 HISTORY_LIMIT = 25
-_ACTIONS = {"customer.created": "Created", "customer.updated": "Changed"}
+_ACTIONS = {
+    "customer.created": "Created",
+    "customer.updated": "Changed",
+    "customer.dunning_notice": "Payment reminder written",
+}
 
 
 def _field_label(name: str) -> str:

@@ -66,7 +66,7 @@ class PrintBatchSerializer(serializers.ModelSerializer):
 
 
 def print_batch_queryset():
-    items = PrintBatchItem.objects.select_related("invoice").order_by("invoice__number")
+    items = PrintBatchItem.objects.filter(invoice__isnull=False).select_related("invoice").order_by("invoice__number")
     return PrintBatch.objects.prefetch_related(Prefetch("items", queryset=items))
 
 

@@ -21,7 +21,7 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -288,6 +288,40 @@ def print_batch_add(*, invoice: Invoice, actor=None, day: date | None = None) ->
     raise Conflict("No open print batch could be found; try again.", code="print_batch_busy")
 
 
+def print_batch_add_document(
+    *, pdf: bytes, filename: str, title: str, customer, actor=None, day: date | None = None
+) -> PrintBatchItem:
+    """Put another letter to post (a payment reminder, say) into the day's open print batch, as
+    its own PDF file. Invoicing stores the file and prints it after the batch's invoices; the
+    caller keeps the returned item to know where its letter went."""
+    day = day or timezone.localdate()
+    for _ in range(3):
+        with transaction.atomic():
+            PrintBatch.objects.bulk_create([PrintBatch(date=day)], ignore_conflicts=True)
+            batch = PrintBatch.objects.select_for_update().filter(date=day, status=PrintBatchStatus.OPEN).first()
+            if batch is None:
+                continue
+            item = PrintBatchItem(batch=batch, title=title[:200], customer=customer)
+            item.document.save(filename, ContentFile(pdf), save=False)
+            item.save()
+            audit_record(
+                actor=actor,
+                action="print_batch.document_added",
+                obj=batch,
+                changes={"title": item.title, "customer": str(customer), "item": item.pk},
+            )
+            return item
+    raise Conflict("No open print batch could be found; try again.", code="print_batch_busy")
+
+
+def _read_document(item: PrintBatchItem) -> bytes:
+    try:
+        with item.document.open("rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise Conflict(f"{item.title} is missing from storage.", code="document_missing") from None
+
+
 def merge_for_duplex(documents: list[bytes]) -> tuple[bytes, int]:
     """One PDF of all documents in the given order. A document with an odd page count gets a blank
     page after it, so in duplex printing every letter starts on a fresh sheet. Returns the PDF and
@@ -314,10 +348,15 @@ def print_batch_close(*, batch: PrintBatch, actor=None) -> PrintBatch:
         batch = PrintBatch.objects.select_for_update().get(pk=batch.pk)
         if batch.status != PrintBatchStatus.OPEN:
             raise InvalidTransition(f"{batch} is {batch.get_status_display().lower()}; only an open batch is closed.")
-        invoices = [item.invoice for item in batch.items.select_related("invoice").order_by("invoice__number")]
-        if not invoices:
+        items = batch.items.select_related("invoice")
+        invoices = [item.invoice for item in items.filter(invoice__isnull=False).order_by("invoice__number")]
+        # Other letters (reminders) follow the invoices, in the order they joined.
+        documents = list(items.filter(invoice__isnull=True).order_by("pk"))
+        if not invoices and not documents:
             raise InvalidTransition(f"{batch} is empty; there is nothing to print.", code="empty_batch")
-        data, pages = merge_for_duplex([_read_pdf(invoice) for invoice in invoices])
+        data, pages = merge_for_duplex(
+            [_read_pdf(invoice) for invoice in invoices] + [_read_document(item) for item in documents]
+        )
         batch.pdf.save(f"print-batch-{batch.date:%Y-%m-%d}-{batch.pk}.pdf", ContentFile(data), save=False)
         batch.pdf_sha256 = hashlib.sha256(data).hexdigest()
         batch.invoice_count = len(invoices)
@@ -329,7 +368,12 @@ def print_batch_close(*, batch: PrintBatch, actor=None) -> PrintBatch:
             actor=actor,
             action="print_batch.closed",
             obj=batch,
-            changes={"invoices": [i.number for i in invoices], "pages": pages, "pdf_sha256": batch.pdf_sha256},
+            changes={
+                "invoices": [i.number for i in invoices],
+                "documents": [d.title for d in documents],
+                "pages": pages,
+                "pdf_sha256": batch.pdf_sha256,
+            },
         )
     return batch
 
@@ -342,7 +386,7 @@ def print_batch_mark_posted(*, batch: PrintBatch, actor=None) -> PrintBatch:
             raise InvalidTransition(
                 f"{batch} is {batch.get_status_display().lower()}; only a closed (printed) batch is posted."
             )
-        ids = list(batch.items.values_list("invoice_id", flat=True))
+        ids = list(batch.items.filter(invoice__isnull=False).values_list("invoice_id", flat=True))
         invoices = list(Invoice.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
         now = timezone.now()
         for invoice in invoices:
@@ -363,7 +407,8 @@ def print_batches_close_due(*, before: date | None = None) -> list[int]:
     that cannot be closed (a PDF missing from storage) stays open and is logged."""
     before = before or timezone.localdate()
     closed = []
-    due = PrintBatch.objects.filter(status=PrintBatchStatus.OPEN, date__lt=before, invoice_count__gt=0)
+    has_items = PrintBatchItem.objects.filter(batch=OuterRef("pk"))
+    due = PrintBatch.objects.filter(Exists(has_items), status=PrintBatchStatus.OPEN, date__lt=before)
     for batch in due.order_by("date", "pk"):
         try:
             print_batch_close(batch=batch)

@@ -91,6 +91,10 @@ MUTABLE_AFTER_ISSUE = {
     "delivered_at",
     "delivery_error",
     "delivery_attempts",
+    # A dispute is about collecting the invoice, not its content.
+    "disputed",
+    "dispute_reason",
+    "disputed_at",
 }
 
 
@@ -133,6 +137,9 @@ class Invoice(models.Model):
     )
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.CharField(max_length=255, blank=True)
+    disputed = models.BooleanField(default=False, help_text="The customer contests it: no reminders are sent.")
+    dispute_reason = models.CharField(max_length=255, blank=True)
+    disputed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -159,6 +166,10 @@ class Invoice(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(kind="credit_note") | Q(original__isnull=False), name="invoice_credit_note_has_original"
+            ),
+            models.CheckConstraint(
+                condition=Q(disputed=False) | (~Q(dispute_reason="") & Q(disputed_at__isnull=False)),
+                name="invoice_dispute_has_reason",
             ),
         ]
         indexes = [models.Index(fields=["customer", "status"]), models.Index(fields=["status", "due_date"])]
@@ -414,15 +425,31 @@ class PrintBatch(models.Model):
 
 
 class PrintBatchItem(models.Model):
-    """An invoice in a print batch. An invoice is printed in at most one batch."""
+    """A document in a print batch: an invoice (printed from its own PDF, in at most one batch) or
+    another letter to post, such as a payment reminder, kept as its own PDF file. Higher apps add
+    their letters through `delivery.print_batch_add_document` without invoicing knowing them."""
 
     batch = models.ForeignKey(PrintBatch, on_delete=models.PROTECT, related_name="items")
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="print_batch_items")
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="print_batch_items"
+    )
+    document = models.FileField(upload_to="print-batches/documents/%Y/%m/", blank=True)
+    title = models.CharField(max_length=200, blank=True, help_text="What the document is, for a document item.")
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="Addressee."
+    )
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["batch", "id"]
-        constraints = [models.UniqueConstraint(fields=["invoice"], name="printbatchitem_invoice_once")]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice"], name="printbatchitem_invoice_once"),
+            models.CheckConstraint(
+                condition=(Q(invoice__isnull=False) & Q(document=""))
+                | (Q(invoice__isnull=True) & ~Q(document="") & Q(customer__isnull=False)),
+                name="printbatchitem_invoice_or_document",
+            ),
+        ]
 
     def __str__(self):
-        return f"{self.batch}: {self.invoice}"
+        return f"{self.batch}: {self.invoice or self.title}"

@@ -708,3 +708,31 @@ def invoice_credit(
         note = Invoice.objects.select_for_update().get(pk=note.pk)
         invoice_set_amount_paid(invoice=note, amount_paid=applied, actor=actor)
     return note
+
+
+def invoice_dispute_set(*, invoice: Invoice, disputed: bool, reason: str = "", actor=None) -> Invoice:
+    """Flag an issued invoice as disputed by the customer (with the reason), or clear the flag.
+    A disputed invoice gets no payment reminders; the flag changes nothing in the document."""
+    reason = (reason or "").strip()
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.VOID):
+            raise InvalidTransition(
+                f"{invoice} is {invoice.get_status_display().lower()}; only issued documents can be disputed."
+            )
+        if disputed and not reason:
+            raise ValidationFailed("Say what the customer disputes.", details={"reason": ["Say why it is disputed."]})
+        if disputed == invoice.disputed and (not disputed or reason == invoice.dispute_reason):
+            return invoice
+        before = [invoice.disputed, invoice.dispute_reason]
+        invoice.disputed = disputed
+        invoice.dispute_reason = reason[:255] if disputed else ""
+        invoice.disputed_at = timezone.now() if disputed else None
+        invoice.save(update_fields=["disputed", "dispute_reason", "disputed_at", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="invoice.disputed" if disputed else "invoice.dispute_resolved",
+            obj=invoice,
+            changes={"disputed": [before[0], disputed], "reason": [before[1], invoice.dispute_reason]},
+        )
+    return invoice

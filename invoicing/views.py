@@ -343,10 +343,11 @@ def print_batch_list(request):
 @login_required
 def print_batch_detail(request, pk: int):
     batch = get_object_or_404(PrintBatch.objects.select_related("posted_by"), pk=pk)
-    items = batch.items.select_related("invoice__customer").order_by("invoice__number")
+    items = batch.items.filter(invoice__isnull=False).select_related("invoice__customer").order_by("invoice__number")
     context = {
         "batch": batch,
         "items": items,
+        "documents": batch.items.filter(invoice__isnull=True).select_related("customer").order_by("pk"),
         "can_close": batch.status == PrintBatchStatus.OPEN,
         "can_post": batch.status == PrintBatchStatus.CLOSED,
         "has_pdf": batch.status != PrintBatchStatus.OPEN and bool(batch.pdf),

@@ -189,14 +189,18 @@ CHECKS: list[tuple[str, str, str]] = [
     ),
     (
         "penalties_within_cap",
-        "An invoice's penalties never exceed its cap.",
+        "An invoice's penalties (interest, fees and reminder fees) never exceed its cap.",
         """
-        SELECT i.number, i.id, SUM(a.interest + a.fee),
+        WITH charges AS (
+            SELECT invoice_id, interest + fee AS amount FROM payments_penaltyassessment
+            UNION ALL
+            SELECT invoice_id, fee FROM payments_dunningitem WHERE fee > 0)
+        SELECT i.number, i.id, SUM(c.amount),
                ROUND(i.gross_total * CAST(i.terms_snapshot ->> 'penalty_cap_percent' AS NUMERIC) / 100, 2)
-        FROM payments_penaltyassessment a JOIN invoicing_invoice i ON i.id = a.invoice_id
+        FROM charges c JOIN invoicing_invoice i ON i.id = c.invoice_id
         WHERE COALESCE(i.terms_snapshot ->> 'penalty_cap_percent', '') <> ''
         GROUP BY i.id
-        HAVING SUM(a.interest + a.fee)
+        HAVING SUM(c.amount)
                > ROUND(i.gross_total * CAST(i.terms_snapshot ->> 'penalty_cap_percent' AS NUMERIC) / 100, 2)
         """,
     ),

@@ -238,6 +238,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "invoicing.tasks.print_batches_close_due",
         "schedule": crontab(hour=0, minute=30),
     },
+    "payments-dunning-run": {
+        "task": "payments.tasks.dunning_run_daily",
+        "schedule": crontab(hour=2, minute=0),
+    },
     "payments-monthly-statements": {
         "task": "payments.tasks.statements_send_monthly",
         "schedule": crontab(day_of_month=1, hour=6, minute=0),

@@ -85,3 +85,44 @@ class PaymentAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- Dunning -------------------------------------------------------------------------------------
+from .models import DunningItem, DunningLevel, DunningNotice  # noqa: E402
+
+
+@admin.register(DunningLevel)
+class DunningLevelAdmin(admin.ModelAdmin):
+    """Reminder levels. Subject and body are Django templates with: customer, seller, as_of,
+    invoices (number, due_date, days_overdue, balance, level_name, new, fee), invoice_count,
+    invoice_table (plain text), overdue_total, fee_total, currency, level. A template that does
+    not render is refused with the error on the field."""
+
+    list_display = ["name", "days_overdue", "tone", "fee", "active"]
+    list_editable = ["active"]
+    ordering = ["days_overdue"]
+
+
+class DunningItemInline(admin.TabularInline):
+    model = DunningItem
+    extra = 0
+    can_delete = False
+    readonly_fields = ["invoice", "level", "days_overdue", "balance", "fee", "fee_invoice"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DunningNotice)
+class DunningNoticeAdmin(admin.ModelAdmin):
+    list_display = ["pk", "customer", "as_of", "level", "channel", "status", "overdue_total", "currency"]
+    list_filter = ["status", "channel", "tone"]
+    search_fields = ["customer__name", "customer__code"]
+    inlines = [DunningItemInline]
+    readonly_fields = [f.name for f in DunningNotice._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -11,6 +11,11 @@ from billing.models import Customer, PaymentMethod
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 from orders.forms import CustomerChoiceField
 
+from .models import PaymentSource
+
+# The fields the allocation preview reads: customer, amount, chosen invoice, amounts typed per invoice.
+PREVIEW_INCLUDE = "#id_customer, #id_amount, #id_invoice, .alloc-input"
+
 
 class InvoiceChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj):
@@ -37,7 +42,8 @@ class PaymentForm(BootstrapForm):
         required=False,
         label="Allocate to invoice",
         empty_label="Open invoices, oldest due first",
-        help_text="The payment settles up to this invoice's balance; any rest stays as customer credit.",
+        help_text="The payment settles up to this invoice's balance; any rest stays as customer credit. "
+        "Or type the amount per invoice below.",
     )
 
     def __init__(self, *args, customer: Customer | None = None, **kwargs):
@@ -67,6 +73,15 @@ class PaymentForm(BootstrapForm):
             names = ", ".join(str(labels.get(m, m)) for m in accepted) or "none"
             self.fields["method"].help_text = f"Accepted under {customer.payment_terms.name}: {names}."
         self.fields["invoice"].queryset = invoices
+        # Typing the amount or choosing an invoice refreshes the allocation preview (htmx).
+        preview = {
+            "hx-get": reverse("payment-allocation-preview"),
+            "hx-target": "#allocation-preview",
+            "hx-swap": "outerHTML",
+            "hx-include": PREVIEW_INCLUDE,
+        }
+        self.fields["amount"].widget.attrs.update({**preview, "hx-trigger": "input changed delay:300ms"})
+        self.fields["invoice"].widget.attrs.update({**preview, "hx-trigger": "change"})
 
     def clean_received_on(self):
         received_on = self.cleaned_data["received_on"]
@@ -92,7 +107,51 @@ class PaymentListFilter(ListFilter):
         choices=[("", "Allocated or not"), ("unallocated", "With unallocated credit"), ("allocated", "Fully used")],
     )
     customer = forms.ModelChoiceField(queryset=Customer.objects.none(), required=False, empty_label="Any customer")
+    source = forms.ChoiceField(required=False, choices=[("", "Any source"), *PaymentSource.choices])
+    received_from = forms.DateField(
+        required=False, label="Received from", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    received_to = forms.DateField(
+        required=False, label="Received to", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["customer"].queryset = Customer.objects.only("pk", "name", "code").order_by("name")
+
+
+class CollectionsFilter(ListFilter):
+    BUCKETS = [
+        ("", "Any age"),
+        ("1_30", "1-30 days"),
+        ("31_60", "31-60 days"),
+        ("61_90", "61-90 days"),
+        ("90", "90+ days"),
+    ]
+
+    currency = forms.CharField(required=False, max_length=3, widget=forms.TextInput(attrs={"size": 4}))
+    bucket = forms.ChoiceField(required=False, choices=BUCKETS, label="Oldest overdue")
+    level = forms.ChoiceField(required=False, label="Last reminder")
+    flag = forms.ChoiceField(
+        required=False,
+        label="Flags",
+        choices=[("", "Any"), ("on_hold", "On hold"), ("disputed", "With a dispute"), ("clear", "Neither")],
+    )
+
+    def __init__(self, *args, **kwargs):
+        from .models import DunningLevel
+
+        super().__init__(*args, **kwargs)
+        self.fields["level"].choices = [
+            ("", "Any"),
+            ("none", "None sent yet"),
+            *[(str(lv.pk), lv.name) for lv in DunningLevel.objects.order_by("days_overdue")],
+        ]
+
+    def clean_currency(self):
+        return self.cleaned_data["currency"].strip().upper()
+
+
+class InvoiceDisputeForm(BootstrapForm):
+    disputed = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    reason = forms.CharField(required=False, max_length=255, label="What does the customer dispute?")

@@ -322,3 +322,150 @@ class BankLine(models.Model):
 
     def __str__(self):
         return f"{self.statement_id}/{self.line_no} {self.amount} {self.currency}"
+# --- Dunning -------------------------------------------------------------------------------------
+
+
+class DunningTone(models.TextChoices):
+    """How firmly a reminder speaks; a consolidated reminder takes the tone of its highest level."""
+
+    FRIENDLY = "friendly", "Friendly"
+    FIRM = "firm", "Firm"
+    FINAL = "final", "Final notice"
+
+
+def _template_errors(source: str) -> str | None:
+    from django.template import Context, Template, TemplateSyntaxError
+
+    try:
+        Template(source).render(Context({}))
+    except TemplateSyntaxError as exc:
+        return str(exc)
+    except Exception as exc:  # a filter that fails on a missing value: still a broken template
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class DunningLevel(models.Model):
+    """A reminder step: sent once an invoice is `days_overdue` days past due, once per invoice.
+    Subject and body are Django template strings rendered with the customer, the invoices listed
+    (each with its level), the total overdue and the seller."""
+
+    name = models.CharField(max_length=60)
+    days_overdue = models.PositiveIntegerField(unique=True, help_text="Sent when an invoice is this many days late.")
+    tone = models.CharField(max_length=10, choices=DunningTone.choices, default=DunningTone.FRIENDLY)
+    subject_template = models.CharField(
+        max_length=255, help_text="Django template, e.g. Reminder: {{ overdue_total }} {{ currency }} overdue."
+    )
+    body_template = models.TextField(
+        help_text="Django template (plain text). Variables: customer, seller, as_of, invoices (number, due_date, "
+        "days_overdue, balance, level_name, new, fee), invoice_count, invoice_table, overdue_total, fee_total, "
+        "currency, level."
+    )
+    fee = models.DecimalField(
+        **MONEY,
+        default=Decimal("0"),
+        help_text="Charged once per invoice at this level as a late-payment penalty invoice, within the penalty cap.",
+    )
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["days_overdue"]
+        constraints = [
+            models.CheckConstraint(condition=Q(days_overdue__gte=1), name="dunninglevel_days_positive"),
+            models.CheckConstraint(condition=Q(fee__gte=0), name="dunninglevel_fee_nonneg"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.days_overdue} days)"
+
+    def save(self, *args, **kwargs):
+        self.clean()  # a broken template is refused everywhere, not only in forms
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        errors = {}
+        for field in ("subject_template", "body_template"):
+            if (problem := _template_errors(getattr(self, field) or "")) is not None:
+                errors[field] = [f"The template does not render: {problem}"]
+        if errors:
+            raise ValidationError(errors)
+
+
+class DunningChannel(models.TextChoices):
+    """How the reminder reaches the customer: by its billing method."""
+
+    EMAIL = "email", "E-mail"
+    PRINT = "print", "Post (print batch)"
+
+
+class DunningNoticeStatus(models.TextChoices):
+    """pending (written, not yet out) -> sent (e-mailed) or queued_for_print; failed after a mail error."""
+
+    PENDING = "pending", "Pending"
+    SENT = "sent", "E-mailed"
+    QUEUED_FOR_PRINT = "queued_for_print", "Queued for print"
+    FAILED = "failed", "Sending failed"
+
+
+class DunningNotice(models.Model):
+    """One consolidated reminder to a customer: every overdue invoice at its level (DunningItem)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="dunning_notices")
+    as_of = models.DateField()
+    level = models.ForeignKey(
+        DunningLevel, on_delete=models.PROTECT, related_name="+", help_text="The highest level listed: its tone."
+    )
+    tone = models.CharField(max_length=10, choices=DunningTone.choices)
+    channel = models.CharField(max_length=10, choices=DunningChannel.choices)
+    status = models.CharField(max_length=20, choices=DunningNoticeStatus.choices, default=DunningNoticeStatus.PENDING)
+    currency = models.CharField(max_length=3)
+    overdue_total = models.DecimalField(**MONEY)
+    fee_total = models.DecimalField(**MONEY, default=Decimal("0"))
+    subject = models.CharField(max_length=255)
+    body = models.TextField()
+    recipients = models.JSONField(default=list, blank=True)
+    print_batch_item = models.OneToOneField(
+        "invoicing.PrintBatchItem", null=True, blank=True, on_delete=models.PROTECT, related_name="dunning_notice"
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-as_of", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(overdue_total__gte=0) & Q(fee_total__gte=0), name="dunningnotice_amounts_nonneg"
+            ),
+        ]
+        indexes = [models.Index(fields=["customer", "-as_of"])]
+
+    def __str__(self):
+        return f"Reminder #{self.pk} to {self.customer} ({self.get_tone_display().lower()}, {self.as_of})"
+
+
+class DunningItem(models.Model):
+    """An invoice listed in a reminder at a level. Unique per invoice and level: each level is sent
+    once per invoice, however many runs or workers try."""
+
+    notice = models.ForeignKey(DunningNotice, on_delete=models.PROTECT, related_name="items")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="dunning_items")
+    level = models.ForeignKey(DunningLevel, on_delete=models.PROTECT, related_name="items")
+    days_overdue = models.PositiveIntegerField()
+    balance = models.DecimalField(**MONEY)
+    fee = models.DecimalField(**MONEY, default=Decimal("0"))
+    fee_invoice = models.OneToOneField(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="dunning_fee_item"
+    )
+
+    class Meta:
+        ordering = ["notice", "invoice__due_date", "invoice_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "level"], name="dunningitem_once_per_invoice_and_level"),
+            models.CheckConstraint(condition=Q(balance__gt=0) & Q(fee__gte=0), name="dunningitem_amounts_valid"),
+        ]
+
+    def __str__(self):
+        return f"{self.invoice} at {self.level}"

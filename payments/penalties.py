@@ -27,7 +27,7 @@ from billing.services import actor_user, audit_record
 from invoicing.models import CreditApplication, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PdfStatus
 from invoicing.services import invoice_credit, number_block
 
-from .models import Allocation, PenaltyAssessment, PenaltyRun, PenaltyRunStatus
+from .models import Allocation, DunningItem, PenaltyAssessment, PenaltyRun, PenaltyRunStatus
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 2000
@@ -136,6 +136,11 @@ def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None
             h["last"] = max(h["last"] or a["period_end"], a["period_end"])
             h["charged"] += a["interest"] + a["fee"]
             h["fee"] = h["fee"] or a["fee"] > 0
+        # Reminder fees (dunning) are late-payment charges too: they count against the cap.
+        for invoice_id, fee in DunningItem.objects.filter(invoice_id__in=ids, fee__gt=0).values_list(
+            "invoice_id", "fee"
+        ):
+            history[invoice_id]["charged"] += fee
         paid: dict[int, list] = defaultdict(list)
         for inv, when, amount in Allocation.objects.filter(invoice_id__in=ids).values_list(
             "invoice_id", "payment__received_on", "amount"

@@ -85,3 +85,31 @@ def bank_statements_sweep(minutes: int = 10) -> int:
     for pk in ids:
         bank_statement_match.delay(pk)
     return len(ids)
+# --- Dunning -------------------------------------------------------------------------------------
+
+
+@shared_task
+def dunning_run_daily(as_of: str | None = None) -> int:
+    """Beat, daily: enqueue the day's reminders in bounded batches of customers."""
+    from datetime import date
+
+    from django.utils import timezone
+
+    from .dunning import customer_batches
+
+    day = date.fromisoformat(as_of) if as_of else timezone.localdate()
+    batches = customer_batches(as_of=day)
+    for ids in batches:
+        dunning_run_batch.delay(day.isoformat(), ids)
+    return len(batches)
+
+
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
+def dunning_run_batch(as_of: str, customer_ids: list[int]) -> int:
+    """Write and send the reminders of a batch of customers. Safe to redeliver: a reminder is
+    written once per invoice and level, and sent once."""
+    from datetime import date
+
+    from .dunning import dunning_run
+
+    return len(dunning_run(as_of=date.fromisoformat(as_of), customer_ids=customer_ids).notices)

@@ -1,6 +1,7 @@
 """Payment pages: list, detail, recording a payment and allocating left-over credit; customer statements."""
 
 from datetime import date
+from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,6 +17,7 @@ from billing.views import filter_values, form_errors_from, sorted_page
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 
 from . import services, statements
+from .allocation_plan import AllocationPlan, allocation_plan, open_invoices, shown_allocations, typed_amounts
 from .forms import PaymentForm, PaymentListFilter
 from .models import Payment, PaymentSource
 
@@ -40,6 +42,12 @@ def payment_list(request):
         qs = qs.filter(unallocated__gt=0) if credit == "unallocated" else qs.filter(unallocated=0)
     if customer := data.get("customer"):
         qs = qs.filter(customer=customer)
+    if source := data.get("source"):
+        qs = qs.filter(source=source)
+    if received_from := data.get("received_from"):
+        qs = qs.filter(received_on__gte=received_from)
+    if received_to := data.get("received_to"):
+        qs = qs.filter(received_on__lte=received_to)
     context = sorted_page(
         request,
         qs,
@@ -50,6 +58,7 @@ def payment_list(request):
             "method": ("method",),
             "amount": ("amount",),
             "unallocated": ("unallocated",),
+            "source": ("source",),
         },
         default="-received",
     )
@@ -101,23 +110,53 @@ def _initial(request) -> tuple[dict, Customer | None]:
     return initial, customer
 
 
+def _posted_customer(data) -> Customer | None:
+    posted = data.get("customer", "")
+    return Customer.objects.select_related("payment_terms").filter(pk=int(posted)).first() if posted.isdigit() else None
+
+
+def _plan_from(data, customer: Customer | None, form: PaymentForm | None = None) -> AllocationPlan | None:
+    """The allocation plan for the form data as it stands (the preview), or None without a customer."""
+    if customer is None:
+        return None
+    amount = invoice = None
+    if form is not None and form.is_bound and form.is_valid():
+        amount, invoice = form.cleaned_data["amount"], form.cleaned_data["invoice"]
+    else:
+        try:
+            amount = Decimal(data.get("amount", "").strip())
+            amount = amount if amount.is_finite() and amount > 0 else None
+        except InvalidOperation:
+            amount = None
+        if (raw := data.get("invoice", "")).isdigit():
+            invoice = open_invoices(customer).filter(pk=int(raw)).first()
+    return allocation_plan(customer=customer, amount=amount, invoice=invoice, typed=typed_amounts(data))
+
+
 @login_required
 def payment_create(request):
     if request.method != "POST":
         initial, customer = _initial(request)
         form = PaymentForm(initial=initial, customer=customer)
-        return render(request, "payments/payment_form.html", {"form": form})
+        plan = _plan_from({k: str(v) for k, v in initial.items()}, customer) if customer else None
+        return render(request, "payments/payment_form.html", {"form": form, "plan": plan})
 
-    posted = request.POST.get("customer", "")
-    customer = (
-        Customer.objects.select_related("payment_terms").filter(pk=int(posted)).first() if posted.isdigit() else None
-    )
+    customer = _posted_customer(request.POST)
     form = PaymentForm(request.POST, customer=customer)
-    if form.is_valid():
+    plan = _plan_from(request.POST, customer, form)
+    shown = shown_allocations(request.POST)
+    if form.is_valid() and plan is not None and not plan.valid:
+        form.add_error(None, "Check the allocation: " + " ".join(plan.errors or ["an amount is not right."]))
+    elif form.is_valid() and plan is not None and shown is not None and shown != plan.as_shown():
+        # Balances moved between the preview and the click: show the new plan, save nothing.
+        form.add_error(
+            None, "The allocation changed since it was shown (a balance moved): check it below and record again."
+        )
+    elif form.is_valid():
         data = form.cleaned_data
-        invoice = data["invoice"]
-        allocations = [{"invoice": invoice, "amount": min(data["amount"], invoice.balance)}] if invoice else None
+        allocations = plan.allocations() if plan is not None else None
         try:
+            # Exactly the plan that was previewed; nothing allocated is left as credit, not re-planned.
             payment = services.payment_record(
                 customer=data["customer"],
                 method=data["method"],
@@ -126,7 +165,8 @@ def payment_create(request):
                 received_on=data["received_on"],
                 reference=data["reference"],
                 source=PaymentSource.UI,
-                allocations=allocations,
+                allocations=allocations or None,
+                auto_allocate=plan is None,
                 actor=request.user,
             )
         except DomainError as e:
@@ -145,7 +185,15 @@ def payment_create(request):
                     f"{terms.name} for {payment.customer.name}. The payment is recorded; check it with the customer.",
                 )
             return redirect(payment)
-    return render(request, "payments/payment_form.html", {"form": form})
+    return render(request, "payments/payment_form.html", {"form": form, "plan": plan})
+
+
+@login_required
+def payment_allocation_preview(request):
+    """htmx: the allocation table of the record-payment form for the amounts as typed so far."""
+    customer = _posted_customer(request.GET)
+    plan = _plan_from(request.GET, customer)
+    return render(request, "payments/_allocation_preview.html", {"plan": plan, "customer": customer})
 
 
 @login_required

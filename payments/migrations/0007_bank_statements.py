@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('billing', '0003_customer_iban'),
-        ('payments', '0004_penalty_run_errors'),
+        ('payments', '0006_dunning_default_levels'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
