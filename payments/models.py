@@ -322,6 +322,8 @@ class BankLine(models.Model):
 
     def __str__(self):
         return f"{self.statement_id}/{self.line_no} {self.amount} {self.currency}"
+
+
 # --- Dunning -------------------------------------------------------------------------------------
 
 

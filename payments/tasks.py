@@ -85,6 +85,8 @@ def bank_statements_sweep(minutes: int = 10) -> int:
     for pk in ids:
         bank_statement_match.delay(pk)
     return len(ids)
+
+
 # --- Dunning -------------------------------------------------------------------------------------
 
 
