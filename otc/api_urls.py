@@ -11,7 +11,7 @@ from invoicing.api import InvoiceViewSet, OrderViewSet
 from invoicing.api_delivery import PrintBatchViewSet
 from kpis.api import KpiViewSet
 from orders.api import ProductViewSet
-from payments.api import CustomerStatementView, PaymentViewSet
+from payments.api import CustomerStatementView, GatewayWebhookView, PaymentViewSet
 
 router = DefaultRouter()
 router.register("tax-rates", TaxRateViewSet, basename="api-tax-rate")
@@ -25,6 +25,8 @@ router.register("payments", PaymentViewSet, basename="api-payment")
 router.register("kpis", KpiViewSet, basename="api-kpi")
 router.register("print-batches", PrintBatchViewSet, basename="api-print-batch")
 urlpatterns = [
+    # Before the router: its payments/{pk}/ pattern would take "webhooks" for an id.
+    re_path(r"^payments/webhooks/(?P<provider>[^/]{1,60})/$", GatewayWebhookView.as_view(), name="api-webhook"),
     *router.urls,
     # In payments (it shows unapplied credit), beside the customer routes: billing cannot import payments.
     re_path(
