@@ -276,3 +276,15 @@ def test_the_same_event_sent_at_once_from_many_threads_posts_once(customer, make
     assert sorted(results) == [(200, False)] + [(200, True)] * 7
     assert (WebhookEvent.objects.count(), Payment.objects.count()) == (1, 1)
     assert run_audit() == []
+
+
+@pytest.mark.django_db
+def test_admin_lists_events_and_shows_a_payment_with_its_refunds(client, user, customer):
+    post(event(customer=customer.code, amount="100.00"))
+    post(event(id="evt_r", type="refund.succeeded", amount="10.00"))
+    client.force_login(user)
+    listing = client.get("/admin/payments/webhookevent/?outcome__exact=refund_recorded")
+    assert listing.status_code == 200 and b"evt_r" in listing.content and b"evt_1" not in listing.content
+    payment = Payment.objects.get()
+    page = client.get(f"/admin/payments/payment/{payment.pk}/change/")
+    assert page.status_code == 200 and b"Refunded through stripe" in page.content
