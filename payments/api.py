@@ -28,6 +28,7 @@ from rest_framework.views import APIView
 from billing.api import ACTION_ERRORS, ERRORS, ErrorSerializer, UpperCodeField
 from billing.models import Customer, PaymentMethod
 from invoicing.models import Invoice
+from otc.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 
 from . import services, webhooks
 from .models import Allocation, Payment, PaymentSource, Refund, WebhookEventType, WebhookOutcome
@@ -243,9 +244,11 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         description="Pays back part or all of what is left unallocated on the payment. Refused (400) above the "
         "credit left, 409 on a reversed payment.",
         request=RefundInputSerializer,
-        responses={200: PaymentSerializer, **ACTION_ERRORS},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PaymentSerializer, **ACTION_ERRORS, 422: ErrorSerializer},
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def refund(self, request, pk=None):
         payment = self.get_object()
         serializer = RefundInputSerializer(data=request.data)
@@ -268,9 +271,11 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         description="Its allocations stop counting (kept, marked reversed), its invoices reopen, and the payment "
         "is marked reversed. 409 when already reversed or when part of it was refunded.",
         request=ReverseInputSerializer,
-        responses={200: PaymentSerializer, **ACTION_ERRORS},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PaymentSerializer, **ACTION_ERRORS, 422: ErrorSerializer},
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def reverse(self, request, pk=None):
         payment = self.get_object()
         serializer = ReverseInputSerializer(data=request.data)

@@ -197,3 +197,19 @@ class TestRefundPage:
         assert b"is-invalid" in response.content and b"cannot be refunded" in response.content
         payment.refresh_from_db()
         assert payment.refunded_amount == D("0")
+
+
+@pytest.mark.django_db
+def test_a_retried_refund_with_the_same_idempotency_key_refunds_once(customer, user):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(user=user)
+    payment = _credit(customer)
+    url = f"/api/v1/payments/{payment.pk}/refund/"
+    first = api.post(url, {"amount": "30.00", "reason": "Overpaid"}, format="json", HTTP_IDEMPOTENCY_KEY="rf-1")
+    again = api.post(url, {"amount": "30.00", "reason": "Overpaid"}, format="json", HTTP_IDEMPOTENCY_KEY="rf-1")
+    assert first.status_code == again.status_code == 200
+    assert again["Idempotent-Replayed"] == "true"
+    payment.refresh_from_db()
+    assert (payment.refunded_amount, payment.refunds.count()) == (D("30.00"), 1)
