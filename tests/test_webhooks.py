@@ -103,9 +103,9 @@ class TestRejected:
             header = signature_header(secret=SECRET, timestamp=now, body=body)
             response = post(body.replace(b"462.62", b"1462.62"), header=header)
         elif how == "too_old":
-            response = post(body, timestamp=now - 301)
+            response = post(body, timestamp=now - 330)  # the exact edge is tested on verify_signature
         elif how == "too_new":
-            response = post(body, timestamp=now + 301)
+            response = post(body, timestamp=now + 330)
         else:
             response = post(body, header="t=now;v1=xyz")
         assert response.status_code == 401, response.content
