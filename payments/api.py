@@ -325,6 +325,16 @@ def _reject_constant(name):
     raise _Reject(f"{name} is not a number JSON allows.")
 
 
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _webhook_error(code: str, message: str, http_status: int, details=None) -> Response:
     return Response({"code": code, "message": message, "details": details or {}}, status=http_status)
 
@@ -369,6 +379,13 @@ class GatewayWebhookView(APIView):
             return _webhook_error("invalid_json", f"The body is not valid JSON: {str(e)[:200]}", 400)
         if not isinstance(payload, dict):
             return _webhook_error("invalid", "The body must be a JSON object.", 400)
+        try:
+            storable = not _has_nul(payload)
+        except RecursionError:
+            storable = False
+        if not storable:
+            # PostgreSQL's jsonb cannot hold a NUL character, and the payload is stored as received.
+            return _webhook_error("invalid", "The body must not contain NUL characters or nest that deep.", 400)
         serializer = WebhookEventSerializer(data=payload)
         if not serializer.is_valid():
             return _webhook_error("invalid", "The event is not valid; see details.", 400, serializer.errors)

@@ -155,6 +155,9 @@ class TestRejected:
             (json.dumps(event(payment=None)).encode(), "payment"),
             (json.dumps(event(customer="")).encode(), "customer"),
             (json.dumps(event(method="gold")).encode(), "method"),
+            (json.dumps(event(note="a\x00b")).encode(), None),  # jsonb cannot store NUL
+            (json.dumps(event(**{"k\x00": 1})).encode(), None),
+            (json.dumps(event(id="evt\x00")).encode(), None),
         ],
     )
     def test_bad_bodies_are_400_never_500_and_nothing_is_stored(self, raw, field):
