@@ -40,17 +40,21 @@ class _Planner:
         self.payment = payment
         self.invoices = invoices
         self.balance = {pk: i.balance for pk, i in invoices.items()}
-        taken = (
-            Allocation.objects.filter(invoice_id__in=list(invoices), reversed_at__isnull=True)
-            .values("invoice_id")
-            .annotate(s=Sum("discount"))
-        )
-        self.taken = {row["invoice_id"]: row["s"] for row in taken}
         received_on = payment.received_on
         self.offers = {
             pk: (o if take_discount and o.applies_on(received_on) else discounts.NO_DISCOUNT)
             for pk, o in ((pk, _offer(i)) for pk, i in invoices.items())
         }
+        # Only invoices whose discount applies need what earlier allocations took of it.
+        offered = [pk for pk, o in self.offers.items() if o.total > 0]
+        taken = (
+            Allocation.objects.filter(invoice_id__in=offered, reversed_at__isnull=True)
+            .values("invoice_id")
+            .annotate(s=Sum("discount"))
+            if offered
+            else []
+        )
+        self.taken = {row["invoice_id"]: row["s"] for row in taken}
 
     def _discount(self, pk: int, amount: Decimal) -> Decimal:
         invoice = self.invoices[pk]
