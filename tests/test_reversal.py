@@ -140,3 +140,16 @@ def test_reverse_api_and_page(customer, make_issued_invoice, user, client):
     page = client.get(f"/payments/{second.pk}/")
     assert b'data-testid="reversed"' in page.content and b"Check returned" in page.content
     assert f"/payments/{second.pk}/reverse/".encode() not in page.content
+
+
+def test_invoice_page_shows_the_discount_and_the_reversed_payment(client, user, make_issued_invoice):
+    terms = PaymentTermsFactory(name="2/10 page", due_days=30, discount_percent=D("2"), discount_days=10)
+    customer = CustomerFactory(payment_terms=terms)
+    invoice = make_issued_invoice(customer, issue_date=date(2026, 3, 2))
+    payment = _pay(customer, "453.37", received_on=date(2026, 3, 4))
+    client.force_login(user)
+    page = client.get(invoice.get_absolute_url()).content.decode()
+    assert "9.25 early-payment discount" in page and "reversed</span>" not in page
+    services.payment_reverse(payment=payment, reason="Chargeback")
+    page = client.get(invoice.get_absolute_url()).content.decode()
+    assert "reversed</span>" in page
