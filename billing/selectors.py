@@ -175,7 +175,7 @@ def customer_account(customer: Customer, *, as_of: date | None = None) -> Custom
     payments = this.aggregate(
         unapplied=_sum(
             F("payments__amount") - F("payments__allocated_amount") - F("payments__refunded_amount"),
-            Q(payments__received_on__lte=as_of),
+            Q(payments__received_on__lte=as_of, payments__status="received"),
         )
     )
     orders = this.aggregate(uninvoiced=_sum(F("orders__gross_total"), Q(orders__status__in=UNINVOICED_ORDER_STATES)))

@@ -13,7 +13,7 @@ from billing.errors import Conflict, DomainError, InvalidTransition, ValidationF
 from billing.jobs import enqueue_on_commit
 from billing.services import actor_user, audit_record
 from orders.models import Order, OrderStatus
-from orders.services import order_close, order_mark_invoiced, order_reopen_for_billing
+from orders.services import order_close, order_mark_invoiced, order_reopen_for_billing, order_reopen_unpaid
 
 from .models import (
     SERIES_BY_KIND,
@@ -360,6 +360,7 @@ def invoice_set_amount_paid(*, invoice: Invoice, amount_paid: Decimal, actor=Non
         )
     if amount_paid < 0 or amount_paid > invoice.gross_total:
         raise ValidationFailed(f"Invoice {invoice} totals {invoice.gross_total}; {amount_paid} cannot be paid on it.")
+    was_paid = invoice.status == InvoiceStatus.PAID
     invoice.amount_paid = amount_paid
     if amount_paid == invoice.gross_total:
         invoice.status = InvoiceStatus.PAID
@@ -370,7 +371,15 @@ def invoice_set_amount_paid(*, invoice: Invoice, amount_paid: Decimal, actor=Non
     invoice.save(update_fields=["amount_paid", "status", "updated_at"])
     if invoice.status == InvoiceStatus.PAID:
         _close_paid_orders(invoice, actor)
+    elif was_paid:
+        _reopen_unpaid_orders(invoice, actor)
     return invoice
+
+
+def _reopen_unpaid_orders(invoice: Invoice, actor) -> None:
+    orders = Order.objects.filter(lines__invoice_lines__invoice=invoice, status=OrderStatus.CLOSED).distinct()
+    for order in orders.order_by("pk"):
+        order_reopen_unpaid(order=order, actor=actor, note=f"{invoice} is no longer paid.")
 
 
 def _close_paid_orders(invoice: Invoice, actor) -> None:

@@ -92,12 +92,14 @@ CHECKS: list[tuple[str, str, str]] = [
     ),
     (
         "amount_paid_equals_allocations",
-        "An invoice's amount paid equals its payment allocations plus credits applied, within [0, total].",
+        "An invoice's amount paid equals its payment allocations (money plus early-payment discount; reversed "
+        "ones count for nothing) plus credits applied, within [0, total].",
         """
         SELECT i.number, i.id, i.amount_paid,
                COALESCE(a.total, 0) + COALESCE(c.total, 0) + COALESCE(o.total, 0)
         FROM invoicing_invoice i
-        LEFT JOIN (SELECT invoice_id, SUM(amount) total FROM payments_allocation GROUP BY invoice_id) a
+        LEFT JOIN (SELECT invoice_id, SUM(amount + discount) total FROM payments_allocation
+                   WHERE reversed_at IS NULL GROUP BY invoice_id) a
                ON a.invoice_id = i.id
         LEFT JOIN (SELECT invoice_id, SUM(amount) total FROM invoicing_creditapplication GROUP BY invoice_id) c
                ON c.invoice_id = i.id
@@ -109,13 +111,34 @@ CHECKS: list[tuple[str, str, str]] = [
     ),
     (
         "payment_allocations_within_amount",
-        "A payment's allocated amount equals its allocations, and allocations plus refunds never exceed it.",
+        "A payment's allocated amount equals its allocations not reversed, and allocations plus refunds never "
+        "exceed it.",
         """
         SELECT p.number, p.id, p.amount, p.allocated_amount, COALESCE(SUM(a.amount), 0), p.refunded_amount
-        FROM payments_payment p LEFT JOIN payments_allocation a ON a.payment_id = p.id
+        FROM payments_payment p
+        LEFT JOIN payments_allocation a ON a.payment_id = p.id AND a.reversed_at IS NULL
         GROUP BY p.id
         HAVING p.allocated_amount <> COALESCE(SUM(a.amount), 0)
             OR COALESCE(SUM(a.amount), 0) + p.refunded_amount > p.amount
+        """,
+    ),
+    (
+        "payment_refunded_equals_refunds",
+        "A payment's refunded amount equals the sum of its refunds.",
+        """
+        SELECT p.number, p.id, p.refunded_amount, COALESCE(SUM(r.amount), 0)
+        FROM payments_payment p LEFT JOIN payments_refund r ON r.payment_id = p.id
+        GROUP BY p.id HAVING p.refunded_amount <> COALESCE(SUM(r.amount), 0)
+        """,
+    ),
+    (
+        "reversed_payment_allocations_reversed",
+        "A reversed payment's allocations are all marked reversed, and a received payment's none.",
+        """
+        SELECT p.number, p.id, p.status, COUNT(a.id)
+        FROM payments_payment p JOIN payments_allocation a ON a.payment_id = p.id
+        WHERE (p.status = 'reversed') = (a.reversed_at IS NULL)
+        GROUP BY p.id
         """,
     ),
     (
@@ -206,7 +229,8 @@ CHECKS: list[tuple[str, str, str]] = [
     ),
     (
         "customer_balance_consistent",
-        "A customer's balance from open items less credit equals billed less received, credited and refunded.",
+        "A customer's balance from open items less credit equals billed less received (not reversed, less "
+        "refunds), credited and discounts taken.",
         """
         WITH docs AS (
             SELECT customer_id,
@@ -217,12 +241,17 @@ CHECKS: list[tuple[str, str, str]] = [
         pays AS (
             SELECT customer_id, SUM(amount - allocated_amount - refunded_amount) AS unallocated,
                    SUM(amount - refunded_amount) AS received
-            FROM payments_payment GROUP BY customer_id)
+            FROM payments_payment WHERE status <> 'reversed' GROUP BY customer_id),
+        discounts AS (
+            SELECT p.customer_id, SUM(a.discount) AS taken
+            FROM payments_allocation a JOIN payments_payment p ON p.id = a.payment_id
+            WHERE a.reversed_at IS NULL GROUP BY p.customer_id)
         SELECT c.code, c.id, COALESCE(d.open_items, 0) - COALESCE(d.open_credit, 0) - COALESCE(p.unallocated, 0),
-               COALESCE(d.billed, 0) - COALESCE(p.received, 0)
+               COALESCE(d.billed, 0) - COALESCE(p.received, 0) - COALESCE(x.taken, 0)
         FROM billing_customer c LEFT JOIN docs d ON d.customer_id = c.id LEFT JOIN pays p ON p.customer_id = c.id
+        LEFT JOIN discounts x ON x.customer_id = c.id
         WHERE COALESCE(d.open_items, 0) - COALESCE(d.open_credit, 0) - COALESCE(p.unallocated, 0)
-              <> COALESCE(d.billed, 0) - COALESCE(p.received, 0)
+              <> COALESCE(d.billed, 0) - COALESCE(p.received, 0) - COALESCE(x.taken, 0)
         """,
     ),
 ]
@@ -234,6 +263,8 @@ def _label(check: str, row: tuple) -> str:
         "numbers_gapless": "NumberSequence",
         "customer_balance_consistent": "Customer",
         "payment_allocations_within_amount": "Payment",
+        "payment_refunded_equals_refunds": "Payment",
+        "reversed_payment_allocations_reversed": "Payment",
         "order_line_invoiced_once": "OrderLine",
     }.get(check, "Invoice")
     name = number if isinstance(number, str) and number and number != "OrderLine" else f"{model} #{pk}"

@@ -45,7 +45,8 @@ ORDER_TRANSITIONS: dict[str, set[str]] = {
     OrderStatus.CONFIRMED: {OrderStatus.FULFILLED, OrderStatus.CANCELLED},
     OrderStatus.FULFILLED: {OrderStatus.INVOICED},
     OrderStatus.INVOICED: {OrderStatus.CLOSED, OrderStatus.FULFILLED},
-    OrderStatus.CLOSED: set(),
+    # A reversed payment (bounced check, chargeback) reopens the invoice, and so the order.
+    OrderStatus.CLOSED: {OrderStatus.INVOICED},
     OrderStatus.CANCELLED: set(),
 }
 

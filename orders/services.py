@@ -280,6 +280,16 @@ def order_close(*, order: Order, actor=None) -> Order:
     return order
 
 
+def order_reopen_unpaid(*, order: Order, actor=None, note: str = "") -> Order:
+    """Called by invoicing when a closed order's invoice is no longer paid (its payment was reversed)."""
+    order = _lock(order)
+    if order.status != OrderStatus.CLOSED:
+        return order
+    _transition(order, OrderStatus.INVOICED, actor=actor, note=note)
+    order.save(update_fields=["status"])
+    return order
+
+
 @transaction.atomic
 def product_create(*, actor=None, **fields) -> Product:
     """Add a product to the catalogue (model validation, including the unique SKU, applies)."""

@@ -11,7 +11,7 @@ from invoicing.api import InvoiceViewSet, OrderViewSet
 from invoicing.api_delivery import PrintBatchViewSet
 from kpis.api import KpiViewSet
 from orders.api import ProductViewSet
-from payments.api import CustomerStatementView, PaymentViewSet
+from payments.api import CustomerStatementView, GatewayWebhookView, PaymentViewSet
 from payments.api_bank import BankAccountViewSet, BankLineViewSet, BankStatementViewSet
 
 router = DefaultRouter()
@@ -29,6 +29,8 @@ router.register("bank-accounts", BankAccountViewSet, basename="api-bank-account"
 router.register("bank-statements", BankStatementViewSet, basename="api-bank-statement")
 router.register("bank-lines", BankLineViewSet, basename="api-bank-line")
 urlpatterns = [
+    # Before the router: its payments/{pk}/ pattern would take "webhooks" for an id.
+    re_path(r"^payments/webhooks/(?P<provider>[^/]{1,60})/$", GatewayWebhookView.as_view(), name="api-webhook"),
     *router.urls,
     # In payments (it shows unapplied credit), beside the customer routes: billing cannot import payments.
     re_path(

@@ -260,6 +260,13 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- OTC: payment gateway webhooks ---
+# One shared secret per provider, `provider=secret,...`: POST /api/v1/payments/webhooks/<provider>/
+# accepts only providers listed here, signed `OTC-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
+# "<t>.<raw body>">` with that provider's secret, within OTC_WEBHOOK_TOLERANCE seconds of now.
+OTC_WEBHOOK_SECRETS = env.dict("OTC_WEBHOOK_SECRETS", default={})
+OTC_WEBHOOK_TOLERANCE = env.int("OTC_WEBHOOK_TOLERANCE", default=300)
+
 # --- OTC: the seller printed on every invoice ---
 OTC_COMPANY = {
     "name": env("OTC_COMPANY_NAME", default="OTC Demo Trading Ltd"),

@@ -5,14 +5,24 @@ from django.core.exceptions import ValidationError
 from billing.errors import DomainError
 
 from . import services
-from .models import Allocation, Payment
+from .models import Allocation, Payment, Refund, WebhookEvent
 
 
 class AllocationInline(admin.TabularInline):
     model = Allocation
     extra = 0
     can_delete = False
-    readonly_fields = ["invoice", "amount", "created_by", "created_at"]
+    readonly_fields = ["invoice", "amount", "discount", "reversed_at", "created_by", "created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    readonly_fields = ["amount", "currency", "method", "reference", "reason", "refunded_on", "source", "created_by"]
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -57,8 +67,9 @@ class PaymentAdmin(admin.ModelAdmin):
         "allocated_amount",
         "method_accepted",
         "source",
+        "status",
     ]
-    list_filter = ["method", "source", "currency", "method_accepted"]
+    list_filter = ["method", "source", "currency", "method_accepted", "status"]
     search_fields = ["number", "reference", "customer__name"]
     list_select_related = ["customer"]
     date_hierarchy = "received_on"
@@ -75,7 +86,7 @@ class PaymentAdmin(admin.ModelAdmin):
         return [f.name for f in Payment._meta.fields] if obj else []
 
     def get_inlines(self, request, obj):
-        return [AllocationInline] if obj else []
+        return [AllocationInline, RefundInline] if obj else []
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -120,6 +131,20 @@ class DunningNoticeAdmin(admin.ModelAdmin):
     search_fields = ["customer__name", "customer__code"]
     inlines = [DunningItemInline]
     readonly_fields = [f.name for f in DunningNotice._meta.fields]
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    """Gateway events as received, read-only; filter on *needs review* for those that posted nothing."""
+
+    list_display = ["received_at", "provider", "event_id", "type", "outcome", "payment", "detail"]
+    list_filter = ["outcome", "type", "provider"]
+    search_fields = ["event_id", "gateway_payment_id", "payment__number"]
+    list_select_related = ["payment"]
+    date_hierarchy = "received_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in WebhookEvent._meta.fields]
 
     def has_add_permission(self, request):
         return False

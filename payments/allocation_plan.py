@@ -1,9 +1,12 @@
 """How a payment about to be recorded will be allocated: the plan the record-payment form previews
 and then posts, so staff see exactly what happens before they save.
 
-Three ways, in this order of precedence:
+Four ways, in this order of precedence:
 - amounts typed per invoice (`alloc_<invoice id>` fields): exactly those;
 - one invoice chosen: up to its balance;
+- the reference names open invoices of the customer (`payments.matching.find_invoice_numbers`):
+  those, in the order named, up to their balances; the rest stays credit, as `payment_record`
+  does with `match_reference`;
 - otherwise: the customer's open invoices (never credit notes) oldest due first.
 What the plan does not allocate stays on the payment as customer credit. `payment_record` checks
 the plan again under its locks, so a balance that changed since the preview is refused, not
@@ -17,6 +20,8 @@ from django.utils import timezone
 
 from billing.models import Customer
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
+
+from .matching import find_invoice_numbers
 
 ZERO = Decimal("0.00")
 FIELD_PREFIX = "alloc_"
@@ -101,12 +106,24 @@ def typed_amounts(data) -> dict[int, str]:
 
 
 def allocation_plan(
-    *, customer: Customer, amount: Decimal | None, invoice: Invoice | None = None, typed: dict[int, str] | None = None
+    *,
+    customer: Customer,
+    amount: Decimal | None,
+    invoice: Invoice | None = None,
+    typed: dict[int, str] | None = None,
+    reference: str = "",
 ) -> AllocationPlan:
     """The allocation of `amount` to the customer's open invoices (see the module docstring)."""
     invoices = list(open_invoices(customer))
     typed = typed or {}
-    mode = "manual" if typed else ("invoice" if invoice is not None else "oldest")
+    by_number = {i.number: i for i in invoices}
+    named = [by_number[n] for n in find_invoice_numbers(reference) if n in by_number]
+    if typed:
+        mode = "manual"
+    elif invoice is not None:
+        mode = "invoice"
+    else:
+        mode = "reference" if named else "oldest"
     rows = [PlanRow(invoice=i) for i in invoices]
     plan = AllocationPlan(mode=mode, amount=amount, currency=customer.currency, rows=rows)
     if mode == "manual":
@@ -140,6 +157,14 @@ def allocation_plan(
         for row in plan.rows:
             if row.invoice.pk == invoice.pk:
                 row.amount = min(amount, row.invoice.balance)
+        return plan
+    if mode == "reference":
+        rows = {row.invoice.pk: row for row in plan.rows}
+        left = amount
+        for named_invoice in named:
+            row = rows[named_invoice.pk]
+            row.amount = max(min(left, row.invoice.balance), ZERO)
+            left -= row.amount
         return plan
     left = amount
     for row in plan.rows:

@@ -1,25 +1,37 @@
-"""REST API for payments: record money received and allocate it to invoices."""
+"""REST API for payments: record money received, allocate it to invoices, refund credit, reverse
+a payment; the signed gateway webhook."""
 
+import json
+import time
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import F, Prefetch
 from django.http import HttpResponse
 from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.api import ACTION_ERRORS, ERRORS, UpperCodeField
+from billing.api import ACTION_ERRORS, ERRORS, ErrorSerializer, UpperCodeField
 from billing.models import Customer, PaymentMethod
 from invoicing.models import Invoice
+from otc.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 
-from . import services
-from .models import Allocation, Payment, PaymentSource
+from . import services, webhooks
+from .models import Allocation, Payment, PaymentSource, Refund, WebhookEventType, WebhookOutcome
 from .statements import statement_pdf
 
 
@@ -28,13 +40,24 @@ class AllocationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Allocation
-        fields = ["invoice", "invoice_number", "amount"]
+        fields = ["invoice", "invoice_number", "amount", "discount", "reversed_at"]
+        read_only_fields = fields
+
+
+class RefundSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Refund
+        fields = ["id", "amount", "currency", "method", "reference", "reason", "refunded_on", "source", "created_at"]
         read_only_fields = fields
 
 
 class PaymentSerializer(serializers.ModelSerializer):
     unallocated_amount = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
     allocations = AllocationSerializer(many=True, read_only=True)
+    refunds = RefundSerializer(many=True, read_only=True)
+    warnings = serializers.SerializerMethodField(
+        help_text="Things to check with the customer, e.g. a method their terms do not accept."
+    )
 
     class Meta:
         model = Payment
@@ -52,10 +75,28 @@ class PaymentSerializer(serializers.ModelSerializer):
             "allocated_amount",
             "refunded_amount",
             "unallocated_amount",
+            "status",
+            "reversed_at",
+            "reversal_reason",
             "allocations",
+            "refunds",
+            "warnings",
             "created_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_warnings(self, payment: Payment) -> list[str]:
+        return payment_warnings(payment)
+
+
+def payment_warnings(payment: Payment) -> list[str]:
+    if payment.method_accepted:
+        return []
+    return [
+        f"{PaymentMethod(payment.method).label} is not an accepted payment method under the customer's terms. "
+        "The payment is recorded; check it with the customer."
+    ]
 
 
 class AllocationInputSerializer(serializers.Serializer):
@@ -85,6 +126,26 @@ class PaymentCreateSerializer(AllocateSerializer):
         help_text="Without explicit allocations, allocate to open invoices oldest due first; "
         "false keeps the whole amount as customer credit.",
     )
+    match_reference = serializers.BooleanField(
+        default=True,
+        help_text="Without explicit allocations, when the reference names open invoices of the customer "
+        "(INV-2026-000042, PEN-…; any case, spaces allowed), allocate to them in that order and keep the rest "
+        "as credit. When it names none, `auto_allocate` decides.",
+    )
+
+
+class RefundInputSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
+    reason = serializers.CharField(max_length=255)
+    method = serializers.ChoiceField(
+        choices=PaymentMethod.choices, required=False, help_text="Defaults to the payment's method."
+    )
+    reference = serializers.CharField(max_length=140, required=False, allow_blank=True)
+    refunded_on = serializers.DateField(required=False, help_text="Defaults to today.")
+
+
+class ReverseInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255, help_text="Bounced check, chargeback, …")
 
 
 def _allocations(data) -> list[dict] | None:
@@ -97,12 +158,12 @@ class PaymentFilter(filters.FilterSet):
 
     class Meta:
         model = Payment
-        fields = ["customer", "method", "currency", "source", "method_accepted", "received_on"]
+        fields = ["customer", "method", "currency", "source", "method_accepted", "status", "received_on"]
 
 
 def payment_queryset():
     allocations = Allocation.objects.annotate(invoice_number=F("invoice__number")).order_by("id")
-    return Payment.objects.prefetch_related(Prefetch("allocations", queryset=allocations))
+    return Payment.objects.prefetch_related(Prefetch("allocations", queryset=allocations), "refunds")
 
 
 @extend_schema_view(
@@ -126,6 +187,10 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             return PaymentCreateSerializer
         if self.action == "allocate":
             return AllocateSerializer
+        if self.action == "refund":
+            return RefundInputSerializer
+        if self.action == "reverse":
+            return ReverseInputSerializer
         return PaymentSerializer
 
     def _respond(self, payment: Payment, http_status=status.HTTP_200_OK) -> Response:
@@ -154,6 +219,7 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             source=PaymentSource.API,
             allocations=_allocations(data),
             auto_allocate=data["auto_allocate"],
+            match_reference=data["match_reference"],
             actor=request.user,
         )
         return self._respond(payment, status.HTTP_201_CREATED)
@@ -172,6 +238,178 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             payment=payment, allocations=_allocations(serializer.validated_data), actor=request.user
         )
         return self._respond(payment)
+
+    @extend_schema(
+        summary="Refund customer credit",
+        description="Pays back part or all of what is left unallocated on the payment. Refused (400) above the "
+        "credit left, 409 on a reversed payment.",
+        request=RefundInputSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PaymentSerializer, **ACTION_ERRORS, 422: ErrorSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def refund(self, request, pk=None):
+        payment = self.get_object()
+        serializer = RefundInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        services.payment_refund(
+            payment=payment,
+            amount=data["amount"],
+            reason=data["reason"],
+            method=data.get("method"),
+            reference=data.get("reference", ""),
+            refunded_on=data.get("refunded_on"),
+            source=PaymentSource.API,
+            actor=request.user,
+        )
+        return self._respond(payment)
+
+    @extend_schema(
+        summary="Reverse a payment (bounced check, chargeback)",
+        description="Its allocations stop counting (kept, marked reversed), its invoices reopen, and the payment "
+        "is marked reversed. 409 when already reversed or when part of it was refunded.",
+        request=ReverseInputSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PaymentSerializer, **ACTION_ERRORS, 422: ErrorSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def reverse(self, request, pk=None):
+        payment = self.get_object()
+        serializer = ReverseInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.payment_reverse(payment=payment, reason=serializer.validated_data["reason"], actor=request.user)
+        return self._respond(payment)
+
+
+# --- Gateway webhooks ------------------------------------------------------------------------------
+
+
+class WebhookEventSerializer(serializers.Serializer):
+    """The event body a gateway posts."""
+
+    id = serializers.CharField(max_length=100, help_text="The provider's event id; a repeat is ignored.")
+    type = serializers.ChoiceField(choices=WebhookEventType.choices)
+    payment = serializers.CharField(
+        max_length=100, help_text="The provider's payment id (a refund event names the payment it refunds)."
+    )
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
+    currency = UpperCodeField(3)
+    customer = serializers.CharField(max_length=30, required=False, allow_blank=True, help_text="Customer code.")
+    reference = serializers.CharField(
+        max_length=140, required=False, allow_blank=True, help_text="Invoice reference, e.g. INV-2026-000042."
+    )
+    method = serializers.ChoiceField(choices=PaymentMethod.choices, required=False, default=PaymentMethod.CARD)
+
+    def validate(self, attrs):
+        if attrs["type"] == WebhookEventType.PAYMENT_SUCCEEDED and not attrs.get("customer"):
+            raise serializers.ValidationError({"customer": ["A payment event names the customer (its code)."]})
+        return attrs
+
+
+class WebhookResultSerializer(serializers.Serializer):
+    event = serializers.CharField()
+    duplicate = serializers.BooleanField()
+    outcome = serializers.ChoiceField(choices=WebhookOutcome.choices)
+    detail = serializers.CharField()
+    payment = serializers.CharField(allow_null=True)
+
+
+class _Reject(Exception):
+    pass
+
+
+def _reject_constant(name):
+    raise _Reject(f"{name} is not a number JSON allows.")
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _webhook_error(code: str, message: str, http_status: int, details=None) -> Response:
+    return Response({"code": code, "message": message, "details": details or {}}, status=http_status)
+
+
+@extend_schema(tags=["payments"])
+class GatewayWebhookView(APIView):
+    """Signed notifications from a payment gateway. No user authentication: the signature is it."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    @extend_schema(
+        operation_id="payments_webhook",
+        summary="Receive a payment gateway event",
+        description='Header `OTC-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` with the '
+        "provider's secret (`OTC_WEBHOOK_SECRETS`), time within 300 s. 401 when the signature is missing, "
+        "malformed, wrong or stale; 404 for an unknown provider; 400 for a body that is not a valid event. "
+        "Nothing is stored on any of these. A stored event answers 200 with its outcome; a repeat of an "
+        "event id answers 200 with `duplicate: true` and does nothing.",
+        request=WebhookEventSerializer,
+        responses={200: WebhookResultSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def post(self, request, provider: str):
+        secret = (settings.OTC_WEBHOOK_SECRETS or {}).get(provider)
+        if not secret:
+            return _webhook_error("not_found", f"No webhook is set up for provider {provider[:30]!r}.", 404)
+        body = request.body
+        try:
+            webhooks.verify_signature(
+                secret=secret,
+                header=request.headers.get("OTC-Signature"),
+                body=body,
+                now=int(time.time()),
+                tolerance=settings.OTC_WEBHOOK_TOLERANCE,
+            )
+        except webhooks.SignatureError as e:
+            return _webhook_error(e.code, e.message, 401)
+        try:
+            payload = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        except (ValueError, _Reject, RecursionError) as e:
+            return _webhook_error("invalid_json", f"The body is not valid JSON: {str(e)[:200]}", 400)
+        if not isinstance(payload, dict):
+            return _webhook_error("invalid", "The body must be a JSON object.", 400)
+        try:
+            storable = not _has_nul(payload)
+        except RecursionError:
+            storable = False
+        if not storable:
+            # PostgreSQL's jsonb cannot hold a NUL character, and the payload is stored as received.
+            return _webhook_error("invalid", "The body must not contain NUL characters or nest that deep.", 400)
+        serializer = WebhookEventSerializer(data=payload)
+        if not serializer.is_valid():
+            return _webhook_error("invalid", "The event is not valid; see details.", 400, serializer.errors)
+        data = serializer.validated_data
+        event = webhooks.GatewayEvent(
+            event_id=data["id"],
+            type=data["type"],
+            gateway_payment_id=data["payment"],
+            amount=data["amount"],
+            currency=data["currency"],
+            customer=data.get("customer", ""),
+            reference=data.get("reference", ""),
+            method=data["method"],
+        )
+        stored, created = webhooks.webhook_receive(provider=provider, event=event, payload=payload)
+        return Response(
+            {
+                "event": stored.event_id,
+                "duplicate": not created,
+                "outcome": stored.outcome,
+                "detail": stored.detail,
+                "payment": stored.payment.number if stored.payment_id else None,
+            }
+        )
 
 
 # --- Customer statements -------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Browser forms for payments."""
 
+import json
 from decimal import Decimal
 
 from django import forms
@@ -72,6 +73,8 @@ class PaymentForm(BootstrapForm):
             labels = dict(PaymentMethod.choices)
             names = ", ".join(str(labels.get(m, m)) for m in accepted) or "none"
             self.fields["method"].help_text = f"Accepted under {customer.payment_terms.name}: {names}."
+            # The page warns (without refusing) as soon as a method the terms do not accept is chosen.
+            self.fields["method"].widget.attrs["data-accepted"] = json.dumps(list(accepted))
         self.fields["invoice"].queryset = invoices
         # Typing the amount or choosing an invoice refreshes the allocation preview (htmx).
         preview = {
@@ -82,6 +85,14 @@ class PaymentForm(BootstrapForm):
         }
         self.fields["amount"].widget.attrs.update({**preview, "hx-trigger": "input changed delay:300ms"})
         self.fields["invoice"].widget.attrs.update({**preview, "hx-trigger": "change"})
+
+    @property
+    def method_not_accepted(self) -> bool:
+        """The chosen method is not one the customer's terms accept (a warning; the payment is still recorded)."""
+        if self.customer is None:
+            return False
+        method = self["method"].value()
+        return bool(method) and method not in (self.customer.payment_terms.accepted_methods or [])
 
     def clean_received_on(self):
         received_on = self.cleaned_data["received_on"]
@@ -155,3 +166,26 @@ class CollectionsFilter(ListFilter):
 class InvoiceDisputeForm(BootstrapForm):
     disputed = forms.BooleanField(required=False, widget=forms.HiddenInput)
     reason = forms.CharField(required=False, max_length=255, label="What does the customer dispute?")
+
+
+class RefundForm(BootstrapForm):
+    amount = forms.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0.01", "class": "text-end", "autofocus": True}),
+    )
+    method = forms.ChoiceField(choices=PaymentMethod.choices, help_text="How the money goes back.")
+    refunded_on = forms.DateField(
+        label="Refunded on", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    reference = forms.CharField(required=False, max_length=140, help_text="Bank or gateway reference of the refund.")
+    reason = forms.CharField(max_length=255, widget=forms.TextInput(attrs={"placeholder": "Overpayment returned"}))
+
+
+class ReverseForm(BootstrapForm):
+    reason = forms.CharField(
+        max_length=255,
+        widget=forms.TextInput(attrs={"placeholder": "Check returned unpaid", "autofocus": True}),
+        help_text="Bounced check, chargeback, … Kept on the payment and in its history.",
+    )

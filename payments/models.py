@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Round
@@ -19,6 +20,14 @@ class PaymentSource(models.TextChoices):
     GATEWAY = "gateway", "Payment gateway"
 
 
+class PaymentStatus(models.TextChoices):
+    """A payment is received; a bounced check or a chargeback reverses it (its allocations stop
+    counting, its invoices reopen). Reversed is final."""
+
+    RECEIVED = "received", "Received"
+    REVERSED = "reversed", "Reversed"
+
+
 class Payment(models.Model):
     number = models.CharField(max_length=30, unique=True, blank=True)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payments")
@@ -31,6 +40,12 @@ class Payment(models.Model):
     source = models.CharField(max_length=20, choices=PaymentSource.choices, default=PaymentSource.UI)
     allocated_amount = models.DecimalField(**MONEY, default=Decimal("0"))
     refunded_amount = models.DecimalField(**MONEY, default=Decimal("0"))
+    status = models.CharField(max_length=10, choices=PaymentStatus.choices, default=PaymentStatus.RECEIVED)
+    reversed_at = models.DateTimeField(null=True, blank=True)
+    reversed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reversal_reason = models.CharField(max_length=255, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -47,6 +62,12 @@ class Payment(models.Model):
                 condition=Q(allocated_amount__lte=Round(F("amount") - F("refunded_amount"), 2)),
                 name="payment_allocated_plus_refunded_within_amount",
             ),
+            # A reversed payment holds nothing: no allocation counts, nothing was refunded, and we know when.
+            models.CheckConstraint(
+                condition=Q(status="received", reversed_at__isnull=True)
+                | Q(status="reversed", reversed_at__isnull=False, allocated_amount=0, refunded_amount=0),
+                name="payment_reversed_holds_nothing",
+            ),
         ]
         indexes = [models.Index(fields=["customer", "received_on"])]
 
@@ -58,13 +79,25 @@ class Payment(models.Model):
 
     @property
     def unallocated_amount(self) -> Decimal:
+        if self.status == PaymentStatus.REVERSED:
+            return Decimal("0")
         return self.amount - self.allocated_amount - self.refunded_amount
+
+    @property
+    def is_reversed(self) -> bool:
+        return self.status == PaymentStatus.REVERSED
 
 
 class Allocation(models.Model):
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
     amount = models.DecimalField(**MONEY)
+    discount = models.DecimalField(
+        **MONEY, default=Decimal("0"), help_text="Early-payment discount taken with this allocation."
+    )
+    reversed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the payment was reversed; the allocation then counts for nothing."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -72,10 +105,18 @@ class Allocation(models.Model):
 
     class Meta:
         ordering = ["id"]
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive"),
+            models.CheckConstraint(condition=Q(discount__gte=0), name="allocation_discount_nonneg"),
+        ]
 
     def __str__(self):
         return f"{self.payment} -> {self.invoice}: {self.amount}"
+
+    @property
+    def settled(self) -> Decimal:
+        """What the allocation takes off the invoice's balance: the money plus the discount."""
+        return self.amount + self.discount
 
 
 class PenaltyRunStatus(models.TextChoices):
@@ -471,3 +512,82 @@ class DunningItem(models.Model):
 
     def __str__(self):
         return f"{self.invoice} at {self.level}"
+
+
+# --- Refunds and gateway webhooks ----------------------------------------------------------------
+
+
+class Refund(models.Model):
+    """Customer credit paid back out of a payment. `Payment.refunded_amount` is the sum of its
+    refunds; allocations plus refunds never exceed the payment (its check constraint)."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    method = models.CharField(max_length=30, choices=PaymentMethod.choices)
+    reference = models.CharField(max_length=140, blank=True, help_text="Bank or gateway reference of the refund.")
+    reason = models.CharField(max_length=255)
+    refunded_on = models.DateField()
+    source = models.CharField(max_length=20, choices=PaymentSource.choices, default=PaymentSource.UI)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
+
+    def __str__(self):
+        return f"Refund of {self.amount} {self.currency} on {self.payment}"
+
+
+class WebhookEventType(models.TextChoices):
+    """The gateway events the webhook understands."""
+
+    PAYMENT_SUCCEEDED = "payment.succeeded", "Payment succeeded"
+    PAYMENT_FAILED = "payment.failed", "Payment failed"
+    REFUND_SUCCEEDED = "refund.succeeded", "Refund succeeded"
+
+
+class WebhookOutcome(models.TextChoices):
+    """What a stored gateway event did: posted a payment or a refund, only noted (a failed
+    payment), or could not be posted and waits for a person (the detail says why)."""
+
+    PAYMENT_RECORDED = "payment_recorded", "Payment recorded"
+    REFUND_RECORDED = "refund_recorded", "Refund recorded"
+    NOTED = "noted", "Noted, nothing posted"
+    NEEDS_REVIEW = "needs_review", "Needs review"
+
+
+class WebhookEvent(models.Model):
+    """One signed gateway notification. Unique per provider and event id: a repeat does nothing."""
+
+    provider = models.CharField(max_length=30)
+    event_id = models.CharField(max_length=100)
+    type = models.CharField(max_length=30, choices=WebhookEventType.choices)
+    gateway_payment_id = models.CharField(
+        max_length=100, help_text="The provider's id of the payment (a refund event names the payment it refunds)."
+    )
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    received_at = models.DateTimeField(auto_now_add=True)
+    outcome = models.CharField(max_length=20, choices=WebhookOutcome.choices)
+    detail = models.CharField(max_length=255, blank=True)
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="webhook_events")
+    refund = models.OneToOneField(Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="webhook_event")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="webhookevent_once_per_provider_event"),
+            # Two events about one gateway payment (a provider resending under a new event id) post it once.
+            models.UniqueConstraint(
+                fields=["provider", "gateway_payment_id"],
+                condition=Q(outcome="payment_recorded"),
+                name="webhookevent_gateway_payment_recorded_once",
+            ),
+        ]
+        indexes = [models.Index(fields=["provider", "gateway_payment_id"])]
+
+    def __str__(self):
+        return f"{self.provider} {self.event_id} ({self.type})"

@@ -41,7 +41,7 @@ def candidates(*, as_of: date):
     or paid after the end of their last assessed period (interest accrued until payment is due)."""
     last_end = PenaltyAssessment.objects.filter(invoice=OuterRef("pk")).order_by("-period_end").values("period_end")[:1]
     paid_on = (
-        Allocation.objects.filter(invoice=OuterRef("pk"))
+        Allocation.objects.filter(invoice=OuterRef("pk"), reversed_at__isnull=True)
         .values("invoice")
         .annotate(last=Max("payment__received_on"))
         .values("last")
@@ -142,9 +142,11 @@ def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None
         ):
             history[invoice_id]["charged"] += fee
         paid: dict[int, list] = defaultdict(list)
-        for inv, when, amount in Allocation.objects.filter(invoice_id__in=ids).values_list(
-            "invoice_id", "payment__received_on", "amount"
-        ):
+        # A reversed payment never paid anything; a discount taken settled as much as money did.
+        settled = Allocation.objects.filter(invoice_id__in=ids, reversed_at__isnull=True).annotate(
+            settled=F("amount") + F("discount")
+        )
+        for inv, when, amount in settled.values_list("invoice_id", "payment__received_on", "settled"):
             paid[inv].append((when, amount))
         for inv, when, amount in CreditApplication.objects.filter(invoice_id__in=ids).values_list(
             "invoice_id", "credit_note__issue_date", "amount"

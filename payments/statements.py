@@ -29,7 +29,7 @@ from billing.models import MONEY, BillingMethod, Customer
 from billing.services import audit_record
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 
-from .models import Payment, StatementDelivery
+from .models import Payment, PaymentStatus, StatementDelivery
 
 ZERO = Decimal("0.00")
 BUCKETS = (
@@ -121,7 +121,7 @@ def aging(*, customer: Customer, as_of: date) -> dict[str, Decimal]:
 
 def _payments_with_credit(*, customer: Customer, as_of: date):
     return (
-        Payment.objects.filter(customer=customer, received_on__lte=as_of)
+        Payment.objects.filter(customer=customer, received_on__lte=as_of, status=PaymentStatus.RECEIVED)
         .annotate(unapplied=F("amount") - F("allocated_amount") - F("refunded_amount"))
         .filter(unapplied__gt=0)
     )

@@ -1,11 +1,12 @@
-"""Payment pages: list, detail, recording a payment and allocating left-over credit; customer statements."""
+"""Payment pages: list, detail, recording a payment, allocating left-over credit, refunding it,
+reversing a payment; customer statements."""
 
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import F, Q
+from django.db.models import Case, DecimalField, F, Q, Value, When
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -18,8 +19,8 @@ from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 
 from . import services, statements
 from .allocation_plan import AllocationPlan, allocation_plan, open_invoices, shown_allocations, typed_amounts
-from .forms import PaymentForm, PaymentListFilter
-from .models import Payment, PaymentSource
+from .forms import PaymentForm, PaymentListFilter, RefundForm, ReverseForm
+from .models import Payment, PaymentSource, PaymentStatus
 
 
 @login_required
@@ -27,7 +28,11 @@ def payment_list(request):
     filters = PaymentListFilter(request.GET or None)
     data = filter_values(filters)
     qs = Payment.objects.select_related("customer").annotate(
-        unallocated=F("amount") - F("allocated_amount") - F("refunded_amount")
+        unallocated=Case(
+            When(status=PaymentStatus.REVERSED, then=Value(Decimal("0"))),
+            default=F("amount") - F("allocated_amount") - F("refunded_amount"),
+            output_field=DecimalField(max_digits=14, decimal_places=2),
+        )
     )
     if q := data.get("q"):
         qs = qs.filter(
@@ -72,10 +77,15 @@ def payment_detail(request, pk: int):
     open_invoices = Invoice.objects.filter(
         customer_id=payment.customer_id, status__in=OPEN_STATUSES, currency=payment.currency
     ).exclude(kind=InvoiceKind.CREDIT_NOTE)
+    allocations = list(payment.allocations.select_related("invoice", "created_by").order_by("created_at", "pk"))
     context = {
         "payment": payment,
-        "allocations": payment.allocations.select_related("invoice", "created_by").order_by("created_at", "pk"),
+        "allocations": allocations,
+        "discount_total": sum((a.discount for a in allocations if a.reversed_at is None), Decimal("0")),
+        "refunds": payment.refunds.select_related("created_by"),
         "can_allocate": payment.unallocated_amount > 0 and open_invoices.exists(),
+        "can_refund": not payment.is_reversed and payment.unallocated_amount > 0,
+        "can_reverse": not payment.is_reversed and payment.refunded_amount == 0,
     }
     return render(request, "payments/payment_detail.html", context)
 
@@ -130,7 +140,13 @@ def _plan_from(data, customer: Customer | None, form: PaymentForm | None = None)
             amount = None
         if (raw := data.get("invoice", "")).isdigit():
             invoice = open_invoices(customer).filter(pk=int(raw)).first()
-    return allocation_plan(customer=customer, amount=amount, invoice=invoice, typed=typed_amounts(data))
+    return allocation_plan(
+        customer=customer,
+        amount=amount,
+        invoice=invoice,
+        typed=typed_amounts(data),
+        reference=str(data.get("reference", "")),
+    )
 
 
 @login_required
@@ -167,6 +183,7 @@ def payment_create(request):
                 source=PaymentSource.UI,
                 allocations=allocations or None,
                 auto_allocate=plan is None,
+                match_reference=plan is None,
                 actor=request.user,
             )
         except DomainError as e:
@@ -212,6 +229,63 @@ def payment_allocate(request, pk: int):
         else:
             messages.info(request, "Nothing to allocate: no open invoice in this currency, or no credit left.")
     return redirect(payment)
+
+
+@login_required
+def payment_refund(request, pk: int):
+    """Pay back part or all of a payment's unallocated credit."""
+    payment = get_object_or_404(Payment.objects.select_related("customer"), pk=pk)
+    if request.method == "POST":
+        form = RefundForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                refund = services.payment_refund(
+                    payment=payment,
+                    amount=data["amount"],
+                    reason=data["reason"],
+                    method=data["method"],
+                    reference=data["reference"],
+                    refunded_on=data["refunded_on"],
+                    source=PaymentSource.UI,
+                    actor=request.user,
+                )
+            except DomainError as e:
+                form_errors_from(form, e)
+            else:
+                messages.success(request, f"Refunded {refund.amount:,.2f} {refund.currency} of {payment}.")
+                return redirect(payment)
+    else:
+        form = RefundForm(
+            initial={
+                "amount": payment.unallocated_amount,
+                "method": payment.method,
+                "refunded_on": timezone.localdate(),
+            }
+        )
+    return render(request, "payments/payment_refund.html", {"payment": payment, "form": form})
+
+
+@login_required
+def payment_reverse(request, pk: int):
+    """Reverse a payment that did not hold (bounced check, chargeback); its invoices reopen."""
+    payment = get_object_or_404(Payment.objects.select_related("customer"), pk=pk)
+    if request.method == "POST":
+        form = ReverseForm(request.POST)
+        if form.is_valid():
+            try:
+                services.payment_reverse(payment=payment, reason=form.cleaned_data["reason"], actor=request.user)
+            except DomainError as e:
+                form_errors_from(form, e)
+            else:
+                messages.success(request, f"Payment {payment} reversed; the invoices it paid are open again.")
+                return redirect(payment)
+    else:
+        form = ReverseForm()
+    allocations = payment.allocations.filter(reversed_at__isnull=True).select_related("invoice")
+    return render(
+        request, "payments/payment_reverse.html", {"payment": payment, "form": form, "allocations": allocations}
+    )
 
 
 @login_required

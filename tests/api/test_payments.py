@@ -43,8 +43,20 @@ def test_payment_without_allocations_pays_oldest_due_first(api, user, eur_custom
     assert body["allocated_amount"] == "500.00"
     assert body["unallocated_amount"] == "0.00"
     assert body["allocations"] == [
-        {"invoice": older.pk, "invoice_number": older.number, "amount": "462.62"},
-        {"invoice": newer.pk, "invoice_number": newer.number, "amount": "37.38"},
+        {
+            "invoice": older.pk,
+            "invoice_number": older.number,
+            "amount": "462.62",
+            "discount": "0.00",
+            "reversed_at": None,
+        },
+        {
+            "invoice": newer.pk,
+            "invoice_number": newer.number,
+            "amount": "37.38",
+            "discount": "0.00",
+            "reversed_at": None,
+        },
     ]
     older.refresh_from_db()
     newer.refresh_from_db()
@@ -58,7 +70,15 @@ def test_explicit_allocation_pays_the_named_invoice(api, eur_customer, two_invoi
     older, newer = two_invoices
     response = pay(api, eur_customer, amount="50.00", allocations=[{"invoice": newer.pk, "amount": "50.00"}])
     assert response.status_code == 201, response.content
-    assert response.json()["allocations"] == [{"invoice": newer.pk, "invoice_number": newer.number, "amount": "50.00"}]
+    assert response.json()["allocations"] == [
+        {
+            "invoice": newer.pk,
+            "invoice_number": newer.number,
+            "amount": "50.00",
+            "discount": "0.00",
+            "reversed_at": None,
+        }
+    ]
     older.refresh_from_db()
     newer.refresh_from_db()
     assert older.amount_paid == 0
@@ -240,8 +260,8 @@ def test_payment_list_query_count_does_not_grow_with_rows(
         make_issued_invoice(eur_customer)
     for _ in range(6):
         assert pay(api, eur_customer, amount="250.00").status_code == 201
-    # count + payments + allocations (with their invoice numbers)
-    with django_assert_max_num_queries(3):
+    # count + payments + allocations (with their invoice numbers) + refunds
+    with django_assert_max_num_queries(4):
         response = api.get("/api/v1/payments/")
     assert response.status_code == 200
     results = response.json()["results"]
