@@ -224,16 +224,14 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
     """Render and store an issued invoice's PDF with its SHA-256. Idempotent: a ready PDF is kept."""
     import hashlib
 
-    from .einvoice import embed_facturx
-    from .pdf import render_invoice_pdf
+    from .einvoice import facturx_pdf
 
     invoice = Invoice.objects.filter(pk=invoice_id).first()
     if invoice is None or invoice.status == InvoiceStatus.DRAFT:
         return None
     if invoice.pdf_status == PdfStatus.READY and invoice.pdf:
         return invoice
-    data = render_invoice_pdf(invoice)
-    data = embed_facturx(data, invoice)  # a Factur-X PDF/A-3: the CII XML rides inside the stored PDF
+    data = facturx_pdf(invoice)  # a Factur-X PDF/A-3, in one pass: the CII XML rides inside the stored PDF
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
         if invoice is None:
