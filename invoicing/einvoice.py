@@ -341,12 +341,13 @@ def _only(values) -> str:
     return distinct[0] if len(distinct) == 1 else ""
 
 
-def document(invoice: Invoice) -> Document:
-    """The EN 16931 model of an issued invoice, credit note or penalty invoice."""
+def document(invoice: Invoice, lines=None) -> Document:
+    """The EN 16931 model of an issued invoice, credit note or penalty invoice. `lines`: the
+    invoice's lines in order, when the caller has read them already."""
     if not invoice.number or not invoice.issue_date:
         raise ValueError(f"{invoice} is not issued; only issued documents have an e-invoice.")
     currency = invoice.currency
-    stored = list(invoice.lines.all().order_by("position", "id"))
+    stored = list(invoice.lines.all().order_by("position", "id")) if lines is None else lines
     lines = tuple(_line(line, currency) for line in stored)
     seller_snapshot = invoice.seller_snapshot or dict(settings.OTC_COMPANY)
     customer = invoice.customer_snapshot or {}
@@ -639,7 +640,8 @@ def facturx_pdf(invoice: Invoice) -> bytes:
 
     from .pdf import html_to_pdf, invoice_html
 
-    doc = document(invoice)
+    lines = list(invoice.lines.all().order_by("position", "id"))  # read once, for the page and the XML
+    doc = document(invoice, lines)
     xml = facturx_xml(invoice, doc=doc)
     title = f"{doc.seller.name}: {TITLES.get(invoice.kind, 'Invoice')} {doc.number}"
     now = timezone.now().replace(microsecond=0)
@@ -671,7 +673,7 @@ def facturx_pdf(invoice: Invoice) -> bytes:
             pdf.catalog["AF"] = type(pdf.catalog["AF"])(dict.fromkeys(pdf.catalog["AF"]))
 
     return html_to_pdf(
-        invoice_html(invoice), prepare=prepare, finisher=finish, pdf_variant="pdf/a-3b", attachments=[attachment]
+        invoice_html(invoice, lines), prepare=prepare, finisher=finish, pdf_variant="pdf/a-3b", attachments=[attachment]
     )
 
 
