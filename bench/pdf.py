@@ -19,8 +19,9 @@ What it does, in one run:
 5. pipeline: starts a real worker, `celery -A otc worker --pool prefork --concurrency 2`, on the
    bench's own Redis db (--redis, default db 9) and database, then enqueues invoicing.tasks.
    invoice_render_pdf for every invoice, exactly as invoice_issue does on commit, and waits until every
-   PDF is stored. Each task runs invoicing.services.invoice_render_pdf as it is: render, embed
-   Factur-X, store the file and its SHA-256, schedule the delivery. Delivery tasks go to a queue this
+   PDF is stored. Each task runs invoicing.services.invoice_render_pdf as it is: render the page as a
+   Factur-X PDF/A-3b with its XML in one pass (invoicing.einvoice.facturx_pdf), store the file and
+   its SHA-256, schedule the delivery. Delivery tasks go to a queue this
    worker does not consume (they are purged at the end): sending is not part of what is measured.
    Throughput = N / (last pdf_rendered_at - moment the first task was enqueued). The worker's RSS (sum
    of its prefork children, from /proc) is read when it is idle at start, once warm, at the end, and
@@ -29,7 +30,9 @@ What it does, in one run:
 7. peer: Debian's wkhtmltopdf on --wk-samples of the same HTML files, one process per invoice, CPU
    seconds from resource.getrusage(RUSAGE_CHILDREN), against ours: the bare renderers' CPU time per
    render (and, for comparison, plain weasyprint.HTML(string).write_pdf() on 40 of the files);
-8. prints every figure with its target and PASS/MISS, and the machine's load before and after.
+8. in one process, interleaved on 40 invoices: CPU time of the bare render against the whole task
+   body (invoicing.services.invoice_render_pdf), the ratio without the noise of a shared machine;
+9. prints every figure with its target and PASS/MISS, and the machine's load before and after.
 
 The bench database is kept for inspection (dropped by the next run); PDFs and HTML files live in a
 temporary folder removed at the end (--keep-files keeps it).
@@ -172,6 +175,8 @@ def pipeline(args, env: dict, invoice_ids: list[int], workdir: str) -> dict:
                 raise SystemExit(f"The worker died; see {log_path}")
             time.sleep(0.25)
         memory["end"] = common.memory_mb(common.worker_children(proc.pid))
+        memory["each"] = [common.memory_mb([pid]) for pid in common.worker_children(proc.pid)]
+        memory["parent"] = common.memory_mb([proc.pid])
         memory.setdefault("warm", memory["end"])
         peak = max(peak, memory["end"]["rss"])
     finally:
@@ -211,6 +216,30 @@ def plain_weasyprint(paths: list[str]) -> float:
         HTML(string=html, base_url=str(ROOT)).write_pdf()
         timings.append((time.process_time() - cpu) * 1000)
     return common.median(timings)
+
+
+def cpu_compare(invoice_ids: list[int], paths: list[str], rounds: int = 2) -> tuple[float, float]:
+    """In this process, one at a time, interleaved: CPU ms (median) of the bare render of an
+    invoice's HTML and of the whole task body (invoicing.services.invoice_render_pdf: read, render
+    the Factur-X PDF, store, schedule the delivery) for the same invoice. CPU time of this process
+    only (not PostgreSQL's or Redis's), so it moves little with the machine's load."""
+    from invoicing import services
+    from invoicing.models import Invoice, PdfStatus
+    from invoicing.pdf import html_to_pdf
+
+    htmls = [Path(path).read_text() for path in paths]
+    html_to_pdf(htmls[0])  # per-process caches, as in a warm worker child
+    bare_ms, task_ms = [], []
+    for _ in range(rounds):
+        Invoice.objects.filter(pk__in=invoice_ids).update(pdf_status=PdfStatus.PENDING, pdf="")
+        for pk, html in zip(invoice_ids, htmls, strict=True):
+            cpu = time.process_time()
+            html_to_pdf(html)
+            bare_ms.append((time.process_time() - cpu) * 1000)
+            cpu = time.process_time()
+            services.invoice_render_pdf(invoice_id=pk)
+            task_ms.append((time.process_time() - cpu) * 1000)
+    return common.median(bare_ms), common.median(task_ms)
 
 
 # --- Peer ----------------------------------------------------------------------------------------
@@ -301,6 +330,8 @@ def main() -> None:
         print(f"7. wkhtmltopdf on {len(samples)} of the same HTML files", flush=True)
         peer = wkhtmltopdf(samples, workdir)
         plain_ms = plain_weasyprint(paths[: min(40, len(paths))])
+        print("8. in one process: CPU of the bare render against the whole task, same invoices", flush=True)
+        cpu_bare_ms, cpu_task_ms = cpu_compare(invoice_ids[:40], paths[:40])
     finally:
         common.purge_queues(args.redis, RENDER_QUEUE, DELIVERY_QUEUE, ISSUE_QUEUE)
         if not args.keep_files:
@@ -325,7 +356,7 @@ def main() -> None:
 
     print()
     print(f"Invoice PDF benchmark: {n} one-page invoices (5 lines, 2-3 VAT rates), {args.concurrency} processes each")
-    print(f"  pipeline {pipe_rate:7.1f} invoices/s  ({n} in {result['seconds']:.1f} s: render, embed Factur-X, store)")
+    print(f"  pipeline {pipe_rate:7.1f} invoices/s  ({n} in {result['seconds']:.1f} s: Factur-X PDF, store)")
     print(
         f"  bare     {bare_rate:7.1f} invoices/s  ({n_bare} in {wall_a + wall_b:.1f} s: invoicing.pdf.html_to_pdf only)"
     )
@@ -345,6 +376,12 @@ def main() -> None:
         f"      same children, end: PSS {mem['end']['pss']:.0f} MB, private {mem['end']['uss']:.0f} MB "
         f"(RSS counts the pages each child shares with the worker's parent); max tasks per child: {mtpc or 'unlimited'}"
     )
+    each = ", ".join(f"{m['rss']:.0f}" for m in mem["each"])
+    print(
+        f"      each child at the end: RSS {each} MB (per-process reading of the target: "
+        f"{common.verdict(max(m['rss'] for m in mem['each']) <= TARGET_RSS_MB)}); the worker's parent: "
+        f"RSS {mem['parent']['rss']:.0f} MB, PSS {mem['parent']['pss']:.0f} MB (not in the sums)"
+    )
     if peer is None:
         print("  wkhtmltopdf             not installed: no peer figure")
     else:
@@ -361,6 +398,10 @@ def main() -> None:
     print(
         f"  for comparison: plain weasyprint.HTML(string).write_pdf(), CPU median {plain_ms:.1f} ms "
         f"(new font configuration and stylesheet parse per document; {min(40, n)} invoices, one process)"
+    )
+    print(
+        f"  one process, CPU median per invoice: bare render {cpu_bare_ms:.1f} ms, whole task {cpu_task_ms:.1f} ms: "
+        f"bare/task {cpu_bare_ms / cpu_task_ms:.2f} (the ratio above without the machine's load; 40 invoices x 2)"
     )
     print(f"  issued {n} invoices in {issued_s:.1f} s beforehand (not timed); stored PDF read back: {stored}")
     if result["failed"]:

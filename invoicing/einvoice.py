@@ -20,9 +20,11 @@ Choices worth knowing:
   corrects (BG-3). Penalty invoices are commercial invoices (380).
 """
 
+import functools
+import io
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date
 from decimal import Decimal
 
 from django.conf import settings
@@ -339,12 +341,13 @@ def _only(values) -> str:
     return distinct[0] if len(distinct) == 1 else ""
 
 
-def document(invoice: Invoice) -> Document:
-    """The EN 16931 model of an issued invoice, credit note or penalty invoice."""
+def document(invoice: Invoice, lines=None) -> Document:
+    """The EN 16931 model of an issued invoice, credit note or penalty invoice. `lines`: the
+    invoice's lines in order, when the caller has read them already."""
     if not invoice.number or not invoice.issue_date:
         raise ValueError(f"{invoice} is not issued; only issued documents have an e-invoice.")
     currency = invoice.currency
-    stored = list(invoice.lines.all().order_by("position", "id"))
+    stored = list(invoice.lines.all().order_by("position", "id")) if lines is None else lines
     lines = tuple(_line(line, currency) for line in stored)
     seller_snapshot = invoice.seller_snapshot or dict(settings.OTC_COMPANY)
     customer = invoice.customer_snapshot or {}
@@ -472,9 +475,10 @@ def _cii_party(b: _Builder, parent, tag: str, party: Party):
         b.sub(b.sub(el, "ram:SpecifiedTaxRegistration"), "ram:ID", party.vat_id, schemeID="VA")
 
 
-def facturx_xml(invoice: Invoice) -> bytes:
-    """The invoice as UN/CEFACT CII D16B in the Factur-X EN 16931 profile (the factur-x.xml of the PDF)."""
-    doc = document(invoice)
+def facturx_xml(invoice: Invoice, *, doc: Document | None = None) -> bytes:
+    """The invoice as UN/CEFACT CII D16B in the Factur-X EN 16931 profile (the factur-x.xml of the PDF).
+    `doc`: the invoice's `document()` when the caller has it already."""
+    doc = doc or document(invoice)
     b = _Builder(NS_CII)
     root = etree.Element(b.qname("rsm:CrossIndustryInvoice"), nsmap=NS_CII)
     context = b.sub(root, "rsm:ExchangedDocumentContext")
@@ -567,83 +571,110 @@ def facturx_xml(invoice: Invoice) -> bytes:
 # --- Factur-X PDF/A-3 --------------------------------------------------------------------------------
 
 TITLES = {InvoiceKind.INVOICE: "Invoice", InvoiceKind.CREDIT_NOTE: "Credit note", InvoiceKind.PENALTY: "Invoice"}
-XMP_NS = {"pdf": "http://ns.adobe.com/pdf/1.3/"}
+FACTURX_URN = "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#"
+FACTURX_VERSION = "1.0"
+FACTURX_CONFORMANCE = "EN 16931"  # the XMP spelling of the EN 16931 (Comfort) profile
 
-
-def embed_facturx(pdf: bytes, invoice: Invoice) -> bytes:
-    """The invoice PDF as a Factur-X (EN 16931 profile) PDF/A-3b: factur-x.xml attached as the
-    document's data (/AF), with the PDF/A and Factur-X XMP metadata.
-
-    The factur-x library does the embedding (after checking the XML against the Factur-X XSD). It
-    expects a PDF/A input and leaves two things behind, which `_pdfa_finish` settles:
-    - from WeasyPrint without `pdf_variant="pdf/a-3b"`: no output intent, no file identifier, links
-      not flagged printable; an sRGB output intent (WeasyPrint's own profile), an identifier and
-      the print flag are added;
-    - in every case: the document information still names WeasyPrint as producer and carries an
-      empty /Keywords, where the XMP it writes says "pypdf" and has no keywords; PDF/A wants both
-      to agree, so the information dictionary is aligned with the XMP."""
-    import facturx
-
-    doc = document(invoice)
-    title = f"{doc.seller.name}: {TITLES.get(invoice.kind, 'Invoice')} {doc.number}"
-    data = facturx.generate_from_binary(
-        pdf,
-        facturx_xml(invoice),
-        flavor="factur-x",
-        level="en16931",
-        check_xsd=True,
-        pdf_metadata={
-            "author": doc.seller.name,
-            "title": title,
-            "subject": f"{title} dated {doc.issue_date.isoformat()} to {doc.buyer.name}",
-            "keywords": "",
-        },
-        lang="en",
+# The Factur-X part of the XMP metadata: the PDF/A extension schema declaring the fx properties
+# (PDF/A allows only declared schemas), and the properties themselves. The same for every invoice.
+_FX_PROPERTIES = {
+    "DocumentFileName": "The name of the embedded XML document",
+    "DocumentType": "The type of the hybrid document in capital letters, e.g. INVOICE or ORDER",
+    "Version": "The actual version of the standard applying to the embedded XML document",
+    "ConformanceLevel": "The conformance level of the embedded XML document",
+}
+FACTURX_XMP = (
+    '<rdf:Description rdf:about="" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+    ' xmlns:pdfaExtension="http://www.aiim.org/pdfa/ns/extension/"'
+    ' xmlns:pdfaSchema="http://www.aiim.org/pdfa/ns/schema#"'
+    ' xmlns:pdfaProperty="http://www.aiim.org/pdfa/ns/property#">'
+    '<pdfaExtension:schemas><rdf:Bag><rdf:li rdf:parseType="Resource">'
+    "<pdfaSchema:schema>Factur-X PDFA Extension Schema</pdfaSchema:schema>"
+    f"<pdfaSchema:namespaceURI>{FACTURX_URN}</pdfaSchema:namespaceURI>"
+    "<pdfaSchema:prefix>fx</pdfaSchema:prefix>"
+    "<pdfaSchema:property><rdf:Seq>"
+    + "".join(
+        f'<rdf:li rdf:parseType="Resource"><pdfaProperty:name>{name}</pdfaProperty:name>'
+        "<pdfaProperty:valueType>Text</pdfaProperty:valueType>"
+        "<pdfaProperty:category>external</pdfaProperty:category>"
+        f"<pdfaProperty:description>{description}</pdfaProperty:description></rdf:li>"
+        for name, description in _FX_PROPERTIES.items()
     )
-    return _pdfa_finish(data)
+    + "</rdf:Seq></pdfaSchema:property></rdf:li></rdf:Bag></pdfaExtension:schemas></rdf:Description>"
+    f'<rdf:Description rdf:about="" xmlns:fx="{FACTURX_URN}">'
+    "<fx:DocumentType>INVOICE</fx:DocumentType>"
+    f"<fx:DocumentFileName>{FACTURX_FILENAME}</fx:DocumentFileName>"
+    f"<fx:Version>{FACTURX_VERSION}</fx:Version>"
+    f"<fx:ConformanceLevel>{FACTURX_CONFORMANCE}</fx:ConformanceLevel>"
+    "</rdf:Description>"
+).encode()
 
 
-def _pdfa_finish(data: bytes) -> bytes:
-    import io
-    from importlib.resources import files
+@functools.cache
+def _facturx_metadata_class():
+    """WeasyPrint's document metadata, with the Factur-X properties written into the one rdf:RDF
+    of its XMP packet (where XMP readers look: they read the first rdf:RDF only, so the
+    `xmp_metadata` option, which adds a packet of its own after it, would not do)."""
+    from weasyprint.pdf.metadata import DocumentMetadata
 
-    from pypdf import PdfReader, PdfWriter
-    from pypdf.generic import ArrayObject, DictionaryObject, NameObject, NumberObject, StreamObject, TextStringObject
+    class FacturXMetadata(DocumentMetadata):
+        def generate_rdf_metadata(self, variant, version, conformance):
+            rdf = super().generate_rdf_metadata(variant, version, conformance)
+            end = rdf.rindex(b"</rdf:RDF>")
+            return rdf[:end] + FACTURX_XMP + rdf[end:]
 
-    reader = PdfReader(io.BytesIO(data))
-    writer = PdfWriter(clone_from=reader)
-    root = writer.root_object
-    if "/OutputIntents" not in root:
-        profile = StreamObject()
-        profile.set_data((files("weasyprint") / "pdf" / "sRGB2014.icc").read_bytes())
-        profile[NameObject("/N")] = NumberObject(3)
-        intent = DictionaryObject(
-            {
-                NameObject("/Type"): NameObject("/OutputIntent"),
-                NameObject("/S"): NameObject("/GTS_PDFA1"),
-                NameObject("/OutputConditionIdentifier"): TextStringObject("sRGB2014.icc"),
-                NameObject("/Info"): TextStringObject("sRGB2014.icc"),
-                NameObject("/DestOutputProfile"): writer._add_object(profile.flate_encode()),
-            }
+    return FacturXMetadata
+
+
+def facturx_pdf(invoice: Invoice) -> bytes:
+    """The invoice as a Factur-X (EN 16931 profile) PDF/A-3b, written by WeasyPrint in one pass:
+    the page, factur-x.xml attached as the document's data (/AF, text/xml), an sRGB output
+    intent, a file identifier, and the PDF/A and Factur-X XMP metadata agreeing with the
+    document information. No second parse-and-rewrite of the PDF (what the factur-x library does).
+
+    The XML is not checked against the Factur-X XSD here: it is built by facturx_xml from the
+    stored invoice, and tests check it against the XSD and the EN 16931 rules for every kind of
+    document; parsing the XSD for every invoice cost several milliseconds and its memory."""
+    from django.utils import timezone
+    from weasyprint import Attachment
+
+    from .pdf import html_to_pdf, invoice_html
+
+    lines = list(invoice.lines.all().order_by("position", "id"))  # read once, for the page and the XML
+    doc = document(invoice, lines)
+    xml = facturx_xml(invoice, doc=doc)
+    title = f"{doc.seller.name}: {TITLES.get(invoice.kind, 'Invoice')} {doc.number}"
+    now = timezone.now().replace(microsecond=0)
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    attachment = Attachment(
+        file_obj=io.BytesIO(xml),
+        name=FACTURX_FILENAME,
+        description=f"Factur-X {FACTURX_CONFORMANCE} invoice data",
+        relationship="Data",
+        created=now,
+        modified=now,
+    )
+
+    def prepare(rendered):
+        rendered.metadata = _facturx_metadata_class()(
+            title=title,
+            authors=[doc.seller.name],
+            description=f"{title} dated {doc.issue_date.isoformat()} to {doc.buyer.name}",
+            created=stamp,
+            modified=stamp,
+            lang=rendered.metadata.lang,
+            attachments=rendered.metadata.attachments,
         )
-        root[NameObject("/OutputIntents")] = ArrayObject([writer._add_object(intent)])
-    for page in writer.pages:
-        for annotation in page.get("/Annots") or []:
-            annotation = annotation.get_object()
-            annotation[NameObject("/F")] = NumberObject(int(annotation.get("/F", 0)) | 4)
-    if "/ID" not in reader.trailer:
-        writer.generate_file_identifiers()
-    xmp = etree.fromstring(root["/Metadata"].get_object().get_data())
-    info = dict((reader.metadata or {}).items())
-    producer = xmp.findtext(".//pdf:Producer", namespaces=XMP_NS)
-    if producer:
-        info["/Producer"] = producer
-    if not str(info.get("/Keywords", "")).strip():
-        info.pop("/Keywords", None)
-    writer.metadata = info
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+
+    def finish(rendered, pdf):
+        # WeasyPrint lists the attachment in /AF twice (from the name tree and as a file
+        # specification): once is what PDF/A-3 asks for.
+        if "AF" in pdf.catalog:
+            pdf.catalog["AF"] = type(pdf.catalog["AF"])(dict.fromkeys(pdf.catalog["AF"]))
+
+    return html_to_pdf(
+        invoice_html(invoice, lines), prepare=prepare, finisher=finish, pdf_variant="pdf/a-3b", attachments=[attachment]
+    )
 
 
 # --- UBL 2.1 Invoice / CreditNote --------------------------------------------------------------------

@@ -55,9 +55,10 @@ def _date(value) -> str:
     return value.isoformat() if value else ""
 
 
-def invoice_context(invoice: Invoice) -> dict:
-    """Everything the template prints, prepared as display values."""
-    lines = list(invoice.lines.all().order_by("position", "id"))
+def invoice_context(invoice: Invoice, lines=None) -> dict:
+    """Everything the template prints, prepared as display values. `lines`: the invoice's lines in
+    order, when the caller has read them already."""
+    lines = list(invoice.lines.all().order_by("position", "id")) if lines is None else lines
     orders: dict[str, dict] = {}
     rows = []
     for line in lines:
@@ -120,16 +121,17 @@ def invoice_context(invoice: Invoice) -> dict:
     }
 
 
-def invoice_html(invoice: Invoice) -> str:
+def invoice_html(invoice: Invoice, lines=None) -> str:
     """The invoice as one self-contained HTML document (its stylesheet inline)."""
-    return render_to_string("invoicing/pdf/invoice.html", invoice_context(invoice))
+    return render_to_string("invoicing/pdf/invoice.html", invoice_context(invoice, lines))
 
 
-def html_to_pdf(html: str, **options) -> bytes:
-    """Render self-contained HTML to PDF bytes; `options` go to WeasyPrint's write_pdf (e.g.
-    pdf_variant, attachments). The output is the same as rendering the HTML as it is: a document's
-    one inline stylesheet is lifted out so that its parsed form serves the next document too (when
-    nothing else in the document could rank differently once it is passed as a stylesheet)."""
+def html_to_document(html: str, **options):
+    """Lay out self-contained HTML with WeasyPrint: the rendered `weasyprint.document.Document`
+    (its pages and metadata), to be written with its write_pdf. `options` are WeasyPrint's (e.g.
+    pdf_variant). The output is the same as rendering the HTML as it is: a document's one inline
+    stylesheet is lifted out so that its parsed form serves the next document too (when nothing
+    else in the document could rank differently once it is passed as a stylesheet)."""
     from weasyprint import CSS, HTML
     from weasyprint.text.fonts import FontConfiguration
 
@@ -147,7 +149,18 @@ def html_to_pdf(html: str, **options) -> bytes:
         html = html[: match.start()] + html[match.end() :]
         stylesheets.insert(0, sheet)
     document = HTML(string=html, base_url=str(settings.BASE_DIR))
-    return document.write_pdf(font_config=_cache.font_config, stylesheets=stylesheets, **options)
+    return document.render(font_config=_cache.font_config, stylesheets=stylesheets, **options)
+
+
+def html_to_pdf(html: str, *, prepare=None, finisher=None, **options) -> bytes:
+    """Render self-contained HTML to PDF bytes in one pass; `options` go to WeasyPrint (e.g.
+    pdf_variant, attachments), `prepare(document)` may adjust the rendered document (its metadata)
+    before it is written, `finisher(document, pdf)` the PDF objects before they are serialized."""
+    document = html_to_document(html, **options)
+    if prepare is not None:
+        prepare(document)
+    options.pop("stylesheets", None)
+    return document.write_pdf(finisher=finisher, **options)
 
 
 def render_invoice_pdf(invoice: Invoice, **options) -> bytes:

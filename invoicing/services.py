@@ -398,7 +398,7 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
     """Render and store an issued invoice's PDF with its SHA-256. Idempotent: a ready PDF is kept."""
     import hashlib
 
-    from .einvoice import embed_facturx
+    from .einvoice import facturx_pdf
     from .pdf import render_invoice_pdf
 
     invoice = Invoice.objects.filter(pk=invoice_id).first()
@@ -407,11 +407,9 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
     if invoice.pdf_status == PdfStatus.READY and invoice.pdf:
         return invoice
     rendered_status = invoice.status
-    data = render_invoice_pdf(invoice)
-    if invoice.status != InvoiceStatus.VOID:
-        # A Factur-X PDF/A-3: the CII XML rides inside the stored PDF. A void invoice carries none,
-        # so that no accounts-payable system books it.
-        data = embed_facturx(data, invoice)
+    # A Factur-X PDF/A-3, in one pass: the CII XML rides inside the stored PDF. A void invoice
+    # carries none, so that no accounts-payable system books it.
+    data = render_invoice_pdf(invoice) if invoice.status == InvoiceStatus.VOID else facturx_pdf(invoice)
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
         if invoice is None:

@@ -2,12 +2,23 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from celery.signals import worker_init
 from django.utils import timezone
 
 from . import services
 from .models import Invoice, PdfStatus
 
 log = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def _import_pdf_renderer(**kwargs) -> None:
+    """In a worker's parent process, before its pool forks: import WeasyPrint and the libraries it
+    loads (Pango, HarfBuzz, fontTools, about 35 MB), so that the children share those pages instead
+    of each loading its own copy with its first PDF. The font configuration stays per process
+    (invoicing.pdf builds it on first use, in the child)."""
+    import weasyprint.pdf.fonts
+    import weasyprint.text.fonts  # noqa: F401
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5, default_retry_delay=30, time_limit=120, soft_time_limit=100)

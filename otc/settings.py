@@ -214,6 +214,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 500
+# A safety net, not the budget: a child past 200 MB resident (a PDF child settles near 140 MB, see
+# bench/results/pdf.md) is replaced once its task is done, so a leak cannot grow unnoticed.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = 200_000  # KiB
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="otc")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -260,8 +260,9 @@ def test_full_credit_note_of_a_mixed_invoice(
     assert value(ubl, "//cac:LegalMonetaryTotal/cbc:PayableAmount") == f"{note.gross_total}"
 
 
-def test_penalty_invoice(customer, issue, user):
-    original = issue(customer)
+def _penalty(original: Invoice, user) -> Invoice:
+    """An issued late-payment penalty invoice for `original` (exempt interest of 12.34)."""
+    customer = original.customer
     penalty = Invoice.objects.create(kind=InvoiceKind.PENALTY, customer=customer, currency="EUR", original=original)
     line = InvoiceLine.objects.create(
         invoice=penalty,
@@ -281,7 +282,12 @@ def test_penalty_invoice(customer, issue, user):
         for b in totals.breakdown
     ]
     penalty.save()
-    penalty = invoicing.invoice_issue(invoice=penalty, actor=user)
+    return invoicing.invoice_issue(invoice=penalty, actor=user)
+
+
+def test_penalty_invoice(customer, issue, user):
+    original = issue(customer)
+    penalty = _penalty(original, user)
     assert penalty.number.startswith("PEN-")
 
     cii, ubl = assert_valid(penalty)
@@ -391,34 +397,68 @@ def test_the_documents_are_stable_and_refuse_drafts(customer, issue, make_fulfil
 # --- The stored PDF is a Factur-X PDF/A-3 -----------------------------------------------------------
 
 
+XMP_NS = {
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "pdfaid": "http://www.aiim.org/pdfa/ns/id/",
+    "pdfaExtension": "http://www.aiim.org/pdfa/ns/extension/",
+    "pdfaSchema": "http://www.aiim.org/pdfa/ns/schema#",
+    "pdfaProperty": "http://www.aiim.org/pdfa/ns/property#",
+    "fx": "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "pdf": "http://ns.adobe.com/pdf/1.3/",
+    "xmp": "http://ns.adobe.com/xap/1.0/",
+}
+
+
 def _xmp(reader: PdfReader) -> etree._Element:
     return etree.fromstring(reader.trailer["/Root"]["/Metadata"].get_object().get_data())
 
 
+def xmp_value(xmp: etree._Element, name: str) -> str | None:
+    """A simple or language-alternative XMP property, written either way XMP allows: as an element
+    of an rdf:Description (its text, or its rdf:li items) or as an attribute of one."""
+    prefix, local = name.split(":")
+    found = xmp.xpath(f"//rdf:Description/@{name}", namespaces=XMP_NS)
+    for element in xmp.iter(f"{{{XMP_NS[prefix]}}}{local}"):
+        items = element.xpath(".//rdf:li", namespaces=XMP_NS)
+        found.append(", ".join(i.text or "" for i in items) if items else (element.text or "").strip())
+    assert len(found) <= 1, (name, found)
+    return found[0] if found else None
+
+
 def assert_facturx_pdfa3(data: bytes, invoice: Invoice):
-    # The embedded XML is exactly the invoice's Factur-X, and it is valid.
-    filename, xml = facturx.get_xml_from_pdf(data, check_xsd=True)
+    # The embedded XML is exactly the invoice's Factur-X, and it is valid: the factur-x library finds
+    # it where Factur-X readers look and checks it against its XSD, then the EN 16931 rules.
+    filename, xml = facturx.get_facturx_xml_from_pdf(data, check_xsd=True)
     assert filename == "factur-x.xml"
     assert xml == einvoice.facturx_xml(invoice)
+    facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")  # raises when invalid
+    assert facturx.get_flavor(etree.fromstring(xml)) == "factur-x"
+    assert facturx.get_level(etree.fromstring(xml)) == "en16931"
     assert validate_cii(xml).ok
 
     reader = PdfReader(io.BytesIO(data))
     root = reader.trailer["/Root"]
-    # PDF/A-3b identification and the Factur-X extension schema in the XMP metadata.
+    # One XMP packet with one rdf:RDF (readers look at the first only): PDF/A-3b identification,
+    # the Factur-X extension schema declaring the fx properties, and the properties.
     xmp = _xmp(reader)
-    ns = {
-        "pdfaid": "http://www.aiim.org/pdfa/ns/id/",
-        "fx": "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#",
-        "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
-    }
-    assert xmp.xpath("string(//pdfaid:part)", namespaces=ns) == "3"
-    assert xmp.xpath("string(//pdfaid:conformance)", namespaces=ns) == "B"
-    assert xmp.xpath("string(//fx:ConformanceLevel)", namespaces=ns) == "EN 16931"
-    assert xmp.xpath("string(//fx:DocumentFileName)", namespaces=ns) == "factur-x.xml"
-    # The attachment is associated with the document (PDF/A-3 /AF) as its data.
+    assert len(xmp.xpath("//rdf:RDF", namespaces=XMP_NS)) == 1
+    assert xmp_value(xmp, "pdfaid:part") == "3"
+    assert xmp_value(xmp, "pdfaid:conformance") == "B"
+    (schema,) = xmp.xpath("//pdfaExtension:schemas/rdf:Bag/rdf:li", namespaces=XMP_NS)
+    assert schema.findtext("pdfaSchema:namespaceURI", namespaces=XMP_NS) == XMP_NS["fx"]
+    assert schema.findtext("pdfaSchema:prefix", namespaces=XMP_NS) == "fx"
+    declared = schema.xpath("pdfaSchema:property/rdf:Seq/rdf:li/pdfaProperty:name/text()", namespaces=XMP_NS)
+    assert sorted(declared) == ["ConformanceLevel", "DocumentFileName", "DocumentType", "Version"]
+    assert xmp_value(xmp, "fx:DocumentType") == "INVOICE"
+    assert xmp_value(xmp, "fx:DocumentFileName") == "factur-x.xml"
+    assert xmp_value(xmp, "fx:Version") == "1.0"
+    assert xmp_value(xmp, "fx:ConformanceLevel") == "EN 16931"
+    # The attachment is associated with the document (PDF/A-3 /AF) as its data, as text/xml.
     (spec,) = [f.get_object() for f in root["/AF"]]
-    assert (spec["/F"], spec["/AFRelationship"]) == ("factur-x.xml", "/Data")
+    assert (spec["/F"], spec["/UF"], spec["/AFRelationship"]) == ("factur-x.xml", "factur-x.xml", "/Data")
     assert spec["/EF"]["/F"].get_object()["/Subtype"] == "/text/xml"
+    assert reader.attachments == {"factur-x.xml": [xml]}
     # An sRGB output intent for PDF/A, and every font embedded.
     (intent,) = [i.get_object() for i in root["/OutputIntents"]]
     assert intent["/S"] == "/GTS_PDFA1" and intent["/DestOutputProfile"].get_object()["/N"] == 3
@@ -436,49 +476,53 @@ def assert_facturx_pdfa3(data: bytes, invoice: Invoice):
     return reader
 
 
-def test_stored_pdf_is_pdfa3_with_the_facturx_xml(customer, issue, products, exempt_product, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    invoice = issue(
-        customer, lines=[{"product": products[0], "quantity": D("2")}, {"product": exempt_product, "quantity": D("1")}]
-    )
+def _stored_pdf(invoice: Invoice) -> bytes:
     invoicing.invoice_render_pdf(invoice_id=invoice.pk)
     invoice.refresh_from_db()
     assert invoice.pdf_status == PdfStatus.READY
     with invoice.pdf.open("rb") as handle:
         data = handle.read()
     assert hashlib.sha256(data).hexdigest() == invoice.pdf_sha256
-    assert_facturx_pdfa3(data, invoice)
+    return data
 
 
-@pytest.mark.parametrize("variant", [None, "pdf/a-3b"])
-def test_embedding_makes_a_pdfa3_from_either_weasyprint_output(customer, issue, user, variant):
-    # WeasyPrint's own PDF/A-3b, or a plain PDF (output intent, identifier and print flags are added).
-    from weasyprint import HTML
+def test_stored_pdf_is_pdfa3_with_the_facturx_xml(customer, issue, products, exempt_product, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    invoice = issue(
+        customer, lines=[{"product": products[0], "quantity": D("2")}, {"product": exempt_product, "quantity": D("1")}]
+    )
+    reader = assert_facturx_pdfa3(_stored_pdf(invoice), invoice)
+    assert invoice.number in reader.pages[0].extract_text()
 
-    from invoicing.pdf import invoice_html
 
-    invoice = invoicing.invoice_credit(invoice=issue(customer), reason="Returned", actor=user)
-    html = invoice_html(invoice).replace("</body>", '<a href="https://otc.example/help">help</a></body>')
-    pdf = HTML(string=html).write_pdf(**({"pdf_variant": variant} if variant else {}))
-    reader = assert_facturx_pdfa3(einvoice.embed_facturx(pdf, invoice), invoice)
-    assert any(page.get("/Annots") for page in reader.pages)  # the link was checked above
+def test_credit_note_and_penalty_pdfs_are_facturx_too(customer, issue, user, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    invoice = issue(customer)
+    credit = invoicing.invoice_credit(invoice=invoice, reason="Returned", actor=user)
+    for document in (credit, _penalty(invoice, user)):
+        reader = assert_facturx_pdfa3(_stored_pdf(document), document)
+        assert document.number in reader.pages[0].extract_text()
+
+
+def test_a_broken_xmp_template_is_caught(customer, issue, monkeypatch):
+    # The checks above can fail: a PDF whose XMP lacks the Factur-X properties is refused.
+    invoice = issue(customer)
+    monkeypatch.setattr(einvoice, "FACTURX_XMP", einvoice.FACTURX_XMP.replace(b"EN 16931", b"BASIC"))
+    einvoice._facturx_metadata_class.cache_clear()
+    try:
+        with pytest.raises(AssertionError):
+            assert_facturx_pdfa3(einvoice.facturx_pdf(invoice), invoice)
+    finally:
+        einvoice._facturx_metadata_class.cache_clear()
 
 
 def test_pdf_info_agrees_with_its_xmp_metadata(customer, issue, settings, tmp_path):
     # PDF/A: every document-information entry with an XMP equivalent must say the same thing.
     settings.MEDIA_ROOT = tmp_path
     invoice = issue(customer)
-    invoicing.invoice_render_pdf(invoice_id=invoice.pk)
-    invoice.refresh_from_db()
-    with invoice.pdf.open("rb") as handle:
-        reader = PdfReader(handle)
-        info = {k: str(v) for k, v in (reader.trailer.get("/Info") or {}).items()}
-        xmp = etree.tostring(_xmp(reader), encoding="unicode")
-
-    def xmp_value(tag):
-        match = re.search(rf"<{tag}>(.*?)</{tag}>", xmp, re.S)
-        return re.sub(r"<[^>]+>", "", match.group(1)).strip() if match else None
-
+    reader = PdfReader(io.BytesIO(_stored_pdf(invoice)))
+    info = {k: str(v) for k, v in (reader.trailer.get("/Info") or {}).items()}
+    xmp = _xmp(reader)
     pairs = {
         "/Title": "dc:title",
         "/Author": "dc:creator",
@@ -487,11 +531,10 @@ def test_pdf_info_agrees_with_its_xmp_metadata(customer, issue, settings, tmp_pa
         "/Creator": "xmp:CreatorTool",
         "/Keywords": "pdf:Keywords",
     }
-    for key, tag in pairs.items():
-        if key in info:
-            assert xmp_value(tag) == info[key], (key, info[key], xmp_value(tag))
-    assert invoice.number in info["/Title"]
-    for key, tag in (("/CreationDate", "xmp:CreateDate"), ("/ModDate", "xmp:ModifyDate")):
-        if key in info:
-            pdf_date = re.sub(r"\D", "", info[key])[:14]
-            assert re.sub(r"\D", "", xmp_value(tag))[:14] == pdf_date, (key, info[key], xmp_value(tag))
+    for key, name in pairs.items():
+        assert xmp_value(xmp, name) == info.get(key), (key, info.get(key), xmp_value(xmp, name))
+    assert invoice.number in info["/Title"] and info["/Producer"]
+    for key, name in (("/CreationDate", "xmp:CreateDate"), ("/ModDate", "xmp:ModifyDate")):
+        assert info.get(key) and xmp_value(xmp, name)
+        pdf_date = re.sub(r"\D", "", info[key])[:14]
+        assert re.sub(r"\D", "", xmp_value(xmp, name))[:14] == pdf_date, (key, info[key], xmp_value(xmp, name))
