@@ -510,7 +510,7 @@ def order_entry(period: Period) -> dict:
             "orders_per_clerk_hour": _ratio(row["orders"] * 3600, row["seconds"], places="0.01"),
         }
         if row["all_channels"] and row["all_clerks"]:
-            overall = figures
+            overall = figures if row["orders"] else None  # the empty grouping set gives a row of 0
         elif not row["all_channels"]:
             channels.append({"channel": row["channel"], **figures})
         else:
