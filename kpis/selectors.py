@@ -521,6 +521,29 @@ def order_entry(period: Period) -> dict:
     return {"overall": overall, "channels": channels, "clerks": clerks}
 
 
+# --- Cache version -------------------------------------------------------------------------------
+
+
+def data_version() -> str:
+    """Changes whenever a row the KPIs read is added or a business action is taken: the highest ids
+    of invoices, settlements, orders, feedback and audit events (every state change writes one) and
+    of the snapshots; plus the database's identity, so a recreated database starts afresh. One
+    query of primary-key lookups."""
+    from billing.models import AuditEvent
+    from orders.models import OrderEvent
+
+    from .models import Feedback, KpiSnapshot
+
+    tables = [Invoice, Allocation, CreditApplication, Order, OrderEvent, Feedback, AuditEvent, KpiSnapshot]
+    parts = [f"(SELECT MAX(id) FROM {_t(model)})" for model in tables]  # noqa: S608 (table names only)
+    if connection.vendor == "postgresql":
+        parts.append("(SELECT oid FROM pg_database WHERE datname = current_database())")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(parts))
+        row = cursor.fetchone()
+    return f"{connection.settings_dict['NAME']}:{timezone.localdate()}:" + ":".join(map(str, row))
+
+
 # --- Putting the families together -----------------------------------------------------------------
 
 

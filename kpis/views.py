@@ -1,10 +1,12 @@
 """The KPI dashboard, which is also the home page finance staff land on, and its CSV exports."""
 
 import csv
+import hashlib
 from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db.models import Count, F, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -51,6 +53,9 @@ TILE_NOTES = {
 TILE_IDS = {"open_receivables": "open", "overdue_receivables": "overdue"}
 TREND_KEYS = ("open_receivables", "dso", "share_overdue", "cei", "on_time_rate", "avg_days_to_pay")
 CUSTOMER_ROWS = 25
+# Computed figures are kept while no row they read changes; this bounds how long a change in rows
+# the version does not see (an edited snapshot, a back-dated correction by hand) can stay hidden.
+CACHE_SECONDS = 600
 
 
 def _filters(request) -> tuple[KpiFilterForm, dict]:
@@ -90,12 +95,22 @@ def _drill_url(bucket_key: str, currency: str, customer) -> str:
     return f"{reverse('invoice-list')}?{urlencode(query)}"
 
 
-def _sections(values: dict) -> list[dict]:
+def _cached(name: str, version: str, compute, *args, **kwargs):
+    """A figure set from the cache while nothing it reads has changed (see selectors.data_version)."""
+    key = "kpis:" + hashlib.sha256(repr((name, version, args, sorted(kwargs.items()))).encode()).hexdigest()
+    value = cache.get(key)
+    if value is None:
+        value = compute(*args, **kwargs)
+        cache.set(key, value, CACHE_SECONDS)
+    return value
+
+
+def _sections(values: dict, version: str) -> list[dict]:
     """One section per currency: tiles, aging with drill-down links, trend charts."""
     period, scope = values["period"], _scope(values)
-    now = selectors.kpis(period, **scope)
-    before = selectors.kpis(period.previous, **scope)
-    trend = selectors.trend(period.end, keys=TREND_KEYS, **scope)
+    now = _cached("kpis", version, selectors.kpis, period, **scope)
+    before = _cached("kpis", version, selectors.kpis, period.previous, **scope)
+    trend = _cached("trend", version, selectors.trend, period.end, keys=TREND_KEYS, **scope)
     sections = []
     for currency, figures in now.items():
         prior = before.get(currency, {})
@@ -164,18 +179,21 @@ def kpi_dashboard(request):
         .annotate(balance_due=F("gross_total") - F("amount_paid"))
         .order_by("due_date", "pk")[:10]
     )
+    version = selectors.data_version()
     customers = []
     if not values["customer"]:
-        customers = selectors.customer_table(period, currency=values["currency"], limit=CUSTOMER_ROWS)
+        customers = _cached(
+            "customers", version, selectors.customer_table, period, currency=values["currency"], limit=CUSTOMER_ROWS
+        )
     context = {
         "form": form,
         "values": values,
         "period": period,
         "previous": period.previous,
-        "sections": _sections(values),
+        "sections": _sections(values, version),
         "customers": customers,
         "customer_rows": CUSTOMER_ROWS,
-        "entry": selectors.order_entry(period) if not values["customer"] else None,
+        "entry": _cached("entry", version, selectors.order_entry, period) if not values["customer"] else None,
         "percentiles": selectors.percentiles_available(),
         "work": _work_queue(today),
         "overdue": [(invoice, (today - invoice.due_date).days) for invoice in overdue],

@@ -287,3 +287,24 @@ def test_concurrent_snapshot_writers_of_the_same_day_do_not_collide():
     assert errors == []
     rows = KpiSnapshot.objects.filter(date=date(2026, 3, 31))
     assert rows.count() == rows.values("currency", "key").distinct().count() > 0
+
+
+def test_the_cached_dashboard_shows_a_payment_as_soon_as_it_is_recorded(staff, ledger):
+    def open_tile():
+        html = staff.get(reverse("kpi-dashboard"), {"currency": "USD"}).content.decode()
+        return html[html.index('data-testid="kpi-open-USD"') :][:600]
+
+    assert money(D("700.00")) in open_tile()
+    assert money(D("700.00")) in open_tile()  # from the cache
+    Ledger().pay(ledger["K1"], 300, date.today())
+    assert money(D("400.00")) in open_tile()
+
+
+def test_without_percentiles_the_order_figures_read_n_a(staff, ledger, monkeypatch):
+    """As on the embedded SQLite database: no percentile_cont, the rest is computed as usual."""
+    monkeypatch.setattr(selectors, "percentiles_available", lambda: False)
+    html = staff.get(reverse("kpi-dashboard"), MARCH_QUERY).content.decode()
+    o2c = html[html.index('data-testid="kpi-o2c_median_days-EUR"') :][:800]
+    assert "n/a" in o2c
+    assert "medians need PostgreSQL" in html
+    assert money(D("2550.00")) in html
