@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 WIDTH, HEIGHT = 320, 132
-LEFT, RIGHT, TOP, BOTTOM = 40, 12, 12, 22
+LEFT, RIGHT, TOP, BOTTOM = 44, 14, 12, 24
 
 
 @dataclass

@@ -322,3 +322,29 @@ def test_order_entry_speed_per_channel_and_clerk(db):
     assert clerks["Ann Lee"]["orders_per_clerk_hour"] == D("40.00")
     assert clerks["bob"]["orders_per_clerk_hour"] == D("12.00")
     assert clerks["bob"]["median_seconds"] == D("300.0")
+
+
+def test_trend_chart_geometry_leaves_gaps_and_scales_percentages_to_100():
+    from kpis.charts import HEIGHT, LEFT, TOP, line_chart
+
+    months = [date(2026, m, 1) for m in range(1, 5)]
+    chart = line_chart(list(zip(months, [D("50"), None, D("100"), D("0")], strict=True)), unit="percent")
+    # Three points, the missing month breaks the line: a new "M" starts after the gap.
+    assert [p["value"] for p in chart.points] == [D("50"), D("100"), D("0")]
+    assert chart.path.count("M") == 2 and chart.path.count("L") == 1
+    plot_h = HEIGHT - TOP - 24
+    assert chart.points[1]["y"] == TOP and chart.points[2]["y"] == TOP + plot_h  # 100 % at the top, 0 at the bottom
+    assert chart.points[0]["x"] == LEFT and [t["label"] for t in chart.y_ticks] == ["0", "50", "100"]
+    money = line_chart(list(zip(months, [D("1200"), D("3400"), D("800"), D("0")], strict=True)), unit="money")
+    assert money.y_ticks[-1]["label"] == "5k"  # 3400 x 1.05 rounded up to a round 5000
+    assert line_chart([(months[0], None)], unit="days").empty
+
+
+def test_kpi_values_are_written_with_their_unit():
+    from kpis.templatetags.kpi_tags import kpi_value
+
+    assert "n/a" in kpi_value(None, "days")
+    assert "1,234.50" in kpi_value(D("1234.5"), "money", "EUR") and "EUR" in kpi_value(D("1"), "money", "EUR")
+    assert "43.0" in kpi_value(D("43"), "days") and "days" in kpi_value(D("43"), "days")
+    assert "2 min 05 s" in kpi_value(D("125"), "seconds") and "45 s" in kpi_value(D("45"), "seconds")
+    assert "1 h 01 min" in kpi_value(D("3660"), "seconds")
