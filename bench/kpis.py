@@ -87,10 +87,10 @@ def load(n_invoices: int, n_customers: int = 2000) -> float:
             FROM (
               SELECT g, CASE WHEN g %% 50 = 0 THEN 'penalty' ELSE 'invoice' END AS kind,
                      CASE WHEN g %% 50 = 0 THEN 'PEN' ELSE 'INV' END AS series,
-                     CURRENT_DATE - (g * 7919 %% 1095) AS issued,
-                     CURRENT_DATE - (g * 7919 %% 1095) + (g * 13 %% 70) AS paid_on,
+                     CURRENT_DATE - (g * 7919 %% 1095)::int AS issued,
+                     CURRENT_DATE - (g * 7919 %% 1095)::int + (g * 13 %% 70)::int AS paid_on,
                      (g * 31 %% 100) AS r, (100 + g * 37 %% 5000)::numeric(14, 2) AS gross
-              FROM generate_series(1, %(n)s) g
+              FROM generate_series(1::bigint, %(n)s::bigint) g
             ) s
             """,
             {"n": n_invoices, "customers": n_customers, "first": first},

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from billing.api import ERRORS
 from billing.models import Customer
+from otc.api import Pagination
 
 from . import selectors
 
@@ -111,6 +112,13 @@ class CustomerFiguresSerializer(KpiFiguresSerializer):
     currency = serializers.CharField()
     customer_id = serializers.IntegerField()
     customer = serializers.CharField()
+
+
+class PaginatedCustomerFiguresSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = CustomerFiguresSerializer(many=True)
 
 
 class PeriodSerializer(serializers.Serializer):
@@ -237,12 +245,14 @@ class KpiViewSet(viewsets.ViewSet):
         return Response(TrendSerializer(data, many=True).data)
 
     @extend_schema(
-        summary="Every KPI per customer and currency, largest open receivables first",
+        summary="Every KPI per customer and currency, largest open receivables first (paginated)",
         parameters=[PeriodQuerySerializer],
-        responses={200: CustomerFiguresSerializer(many=True), **ERRORS},
+        responses={200: PaginatedCustomerFiguresSerializer, **ERRORS},
     )
     @action(detail=False, methods=["get"], url_path="per-customer")
     def per_customer(self, request):
         q = self._query(request)
         rows = selectors.customer_table(q["period"], currency=q["currency"], customer=q["customer"])
-        return Response(CustomerFiguresSerializer(rows, many=True).data)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(CustomerFiguresSerializer(page, many=True).data)

@@ -175,8 +175,10 @@ def test_api_summary_aging_trend_and_per_customer(api, ledger):
     trend = api.get("/api/v1/kpis/trend/", {"end": "2026-03-31", "months": 3, "keys": "dso", "currency": "EUR"}).json()
     assert [p["month"] for p in trend[0]["points"]] == ["2026-01-01", "2026-02-01", "2026-03-01"]
     assert D(trend[0]["points"][-1]["value"]) == D("43.0")  # March is a whole month: the same 31 days
-    rows = api.get("/api/v1/kpis/per-customer/", {**march, "customer": ledger["b"].pk}).json()
+    rows = api.get("/api/v1/kpis/per-customer/", {**march, "customer": ledger["b"].pk}).json()["results"]
     assert [(r["customer"], r["dso"]) for r in rows] == [("Beta", "108.5")]
+    pages = api.get("/api/v1/kpis/per-customer/", {**march, "page_size": 2}).json()
+    assert pages["count"] == 3 and [r["customer"] for r in pages["results"]] == ["Alpha", "Gamma"]
 
 
 @pytest.mark.parametrize(
