@@ -589,30 +589,61 @@ _EMPTY = {
 }
 
 
-def kpis(period: Period, *, currency: str | None = None, customer: int | None = None, by_customer=False) -> dict:
+# The families a figure needs besides receivables and sales (always computed: cheap, and most
+# ratios need both). A caller that shows only some figures skips the other queries.
+_FAMILY_OF = {
+    **dict.fromkeys(("on_time_rate", "avg_days_to_pay", "invoices_paid"), "payments"),
+    **dict.fromkeys(("invoice_accuracy", "invoices_issued", "csat", "response_rate", "feedback_count"), "quality"),
+    "penalties_collected": "penalties",
+    **dict.fromkeys(("o2c_orders", "o2c_median_days", "o2c_p90_days"), "order_to_cash"),
+}
+FAMILIES = ("payments", "quality", "penalties", "order_to_cash")
+
+
+def families_for(keys) -> tuple[str, ...]:
+    return tuple(f for f in FAMILIES if any(_FAMILY_OF.get(k) == f for k in keys))
+
+
+def kpis(
+    period: Period,
+    *,
+    currency: str | None = None,
+    customer: int | None = None,
+    by_customer=False,
+    families: tuple[str, ...] = FAMILIES,
+) -> dict:
     """Every KPI of the period, per currency (`{"EUR": {key: value}}`), or per currency and customer
-    (`{("EUR", 7): {...}}`) with `by_customer`. Six aggregate queries whatever the number of rows."""
+    (`{("EUR", 7): {...}}`) with `by_customer`. Six aggregate queries whatever the number of rows
+    (fewer with `families`: the figures of a family left out stay at their empty value)."""
     scope = {"currency": currency, "customer": customer, "by_customer": by_customer}
+    compute = {
+        "payments": payments,
+        "quality": quality,
+        "penalties": penalties_collected,
+        "order_to_cash": order_to_cash,
+    }
     rec = receivables(period, **scope)
     sal = sales(period, **scope)
-    pay = payments(period, **scope)
-    qual = quality(period, **scope)
-    pen = penalties_collected(period, **scope)
-    o2c = order_to_cash(period, **scope)
+    others = [compute[name](period, **scope) for name in FAMILIES if name in families]
     out = {}
-    for key in sorted(set(rec) | set(sal) | set(pay) | set(qual) | set(pen) | set(o2c), key=str):
+    for key in sorted(set(rec).union(sal, *others), key=str):
         figures = {**_EMPTY, **_derive(rec.get(key), sal.get(key), period.days)}
-        for family in (pay, qual, pen, o2c):
+        for family in others:
             figures.update(family.get(key, {}))
         out[key] = figures
     return out
 
 
 def customer_table(
-    period: Period, *, currency: str | None = None, customer: int | None = None, limit: int | None = None
+    period: Period,
+    *,
+    currency: str | None = None,
+    customer: int | None = None,
+    limit: int | None = None,
+    families: tuple[str, ...] = FAMILIES,
 ) -> list[dict]:
-    """Per customer and currency: every KPI. Largest receivables first."""
-    rows = kpis(period, currency=currency, customer=customer, by_customer=True)
+    """Per customer and currency: every KPI (or those of `families`). Largest receivables first."""
+    rows = kpis(period, currency=currency, customer=customer, by_customer=True, families=families)
     names = dict(Customer.objects.filter(pk__in={c for _cur, c in rows}).values_list("pk", "name"))
     table = [
         {"currency": cur, "customer_id": cid, "customer": names.get(cid, f"#{cid}"), **figures}
@@ -663,10 +694,11 @@ def trend(
                 stored_days.add(day)
             else:
                 values.setdefault(cur, {})[(day, key)] = value
+    needed = families_for(keys)
     for period in periods:
         if period.end in stored_days:
             continue
-        for cur, figures in kpis(period, currency=currency, customer=customer).items():
+        for cur, figures in kpis(period, currency=currency, customer=customer, families=needed).items():
             for key in keys:
                 values.setdefault(cur, {})[(period.end, key)] = figures.get(key)
     return {

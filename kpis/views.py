@@ -183,7 +183,13 @@ def kpi_dashboard(request):
     customers = []
     if not values["customer"]:
         customers = _cached(
-            "customers", version, selectors.customer_table, period, currency=values["currency"], limit=CUSTOMER_ROWS
+            "customers",
+            version,
+            selectors.customer_table,
+            period,
+            currency=values["currency"],
+            limit=CUSTOMER_ROWS,
+            families=("payments",),  # the table's columns: receivables, sales, payment behaviour
         )
     context = {
         "form": form,
