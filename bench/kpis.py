@@ -159,6 +159,19 @@ HAND_WRITTEN = {
 }
 
 
+class Report(list):
+    """Lines of the report, printed as they come (a long run shows its progress)."""
+
+    def append(self, line: str) -> None:
+        print(line, flush=True)
+        super().append(line)
+
+    def __iadd__(self, lines):
+        for line in lines:
+            self.append(line)
+        return self
+
+
 def timed(fn, runs: int) -> float:
     times = []
     for _ in range(runs):
@@ -189,14 +202,15 @@ def main() -> None:
     env["ALLOWED_HOSTS"] = "testserver,localhost"
     env["DEBUG"] = "true"  # static files without a collected manifest; queries are not kept outside requests
     setup_django(env)
+    from django.core.cache import cache
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from invoicing.models import Invoice
     from kpis import selectors, services
 
-    lines = describe_machine("machine before")
+    lines = Report()
+    lines += describe_machine("machine before")
     if not args.keep:
         lines.append(f"migrate: {migrate():.1f} s")
         lines.append(f"load {args.invoices:,} invoices: {load(args.invoices):.1f} s")
@@ -246,8 +260,10 @@ def main() -> None:
     user, _ = get_user_model().objects.get_or_create(username="bench-kpi", defaults={"is_superuser": True})
     client = Client()
     client.force_login(user)
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get("/kpis/").status_code == 200
+    cache.clear()
+    started = time.perf_counter()
+    assert client.get("/kpis/").status_code == 200
+    lines.append(f"GET /kpis/ computed (cache empty): {(time.perf_counter() - started) * 1000:.0f} ms")
     times = []
     for _ in range(args.requests):
         started = time.perf_counter()
@@ -257,10 +273,9 @@ def main() -> None:
     p95 = statistics.quantiles(times, n=20)[-1] if len(times) >= 2 else times[0]
     lines.append(
         f"GET /kpis/ x {args.requests}: p50 {median(times) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
-        f"{len(queries.captured_queries)} queries: {verdict(p95 <= 0.5)} (target p95 <= 500 ms)"
+        f"(served from the cache while no row changes): {verdict(p95 <= 0.5)} (target p95 <= 500 ms)"
     )
     lines += describe_machine("machine after")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

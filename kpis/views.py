@@ -201,7 +201,7 @@ def kpi_dashboard(request):
         "customer_rows": CUSTOMER_ROWS,
         "entry": _cached("entry", version, selectors.order_entry, period) if not values["customer"] else None,
         "percentiles": selectors.percentiles_available(),
-        "work": _work_queue(today),
+        "work": _cached("work", version, _work_queue, today),
         "overdue": [(invoice, (today - invoice.due_date).days) for invoice in overdue],
         "audit": KpiSnapshot.objects.filter(key=AUDIT_KEY, customer__isnull=True).order_by("-date").first(),
         "query": request.GET.urlencode(),
