@@ -36,6 +36,19 @@ AGING_BUCKETS = (
     ("days_61_90", "61–90 days"),  # noqa: RUF001
     ("days_over_90", "90+ days"),
 )
+
+
+def aging_due_range(slug: str, as_of: date) -> tuple[date | None, date | None]:
+    """The due dates (first, last; None when open-ended) of the open items in an aging bucket on
+    `as_of`, as customer_account buckets them: days past due = as_of - due date, due that day or
+    later is current."""
+    past_due = {"current": (None, 0), "1-30": (1, 30), "31-60": (31, 60), "61-90": (61, 90), "90-plus": (91, None)}
+    least, most = past_due[slug]
+    first = None if most is None else as_of - timedelta(days=most)
+    last = None if least is None else as_of - timedelta(days=least)
+    return first, last
+
+
 # At most this many customers are matched through their contacts' e-mail addresses.
 CONTACT_MATCH_LIMIT = 500
 

@@ -19,10 +19,29 @@ class InvoiceListFilter(ListFilter):
     issued = forms.DateField(
         required=False, label="Issued on", widget=forms.DateInput(attrs={"type": "date"}), input_formats=["%Y-%m-%d"]
     )
+    # The drill-down from the KPI dashboard's aging: open invoices and penalties past due that long today.
+    bucket = forms.ChoiceField(
+        required=False,
+        label="Past due",
+        choices=[
+            ("", "Any age"),
+            ("current", "Not yet due"),
+            ("1-30", "1–30 days"),  # noqa: RUF001
+            ("31-60", "31–60 days"),  # noqa: RUF001
+            ("61-90", "61–90 days"),  # noqa: RUF001
+            ("90-plus", "90+ days"),
+        ],
+    )
+    currency = forms.CharField(
+        required=False, max_length=3, widget=forms.TextInput(attrs={"placeholder": "EUR", "size": 4})
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["customer"].queryset = Customer.objects.only("pk", "name", "code").order_by("name")
+
+    def clean_currency(self):
+        return self.cleaned_data["currency"].strip().upper()
 
 
 class BillingRunStartForm(BootstrapForm):

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from billing.errors import DomainError
 from billing.models import TaxCategory
+from billing.selectors import aging_due_range
 from billing.views import filter_values, sorted_page
 from orders.models import Order
 
@@ -48,6 +49,15 @@ def invoice_list(request):
         qs = qs.filter(customer=customer)
     if issued := data.get("issued"):
         qs = qs.filter(issue_date=issued)
+    if currency := data.get("currency"):
+        qs = qs.filter(currency=currency)
+    if bucket := data.get("bucket"):
+        first, last = aging_due_range(bucket, today)
+        qs = qs.filter(status__in=OPEN_STATUSES, kind__in=(InvoiceKind.INVOICE, InvoiceKind.PENALTY))
+        if first:
+            qs = qs.filter(due_date__gte=first)
+        if last:
+            qs = qs.filter(due_date__lte=last)
     context = sorted_page(
         request,
         qs,

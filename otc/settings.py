@@ -257,6 +257,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "kpis.tasks.otc_audit_nightly",
         "schedule": crontab(hour=3, minute=0),
     },
+    "kpis-snapshot-nightly": {
+        "task": "kpis.tasks.kpi_snapshot_nightly",
+        "schedule": crontab(hour=2, minute=45),
+    },
     "kpis-log-summary": {
         "task": "kpis.tasks.kpi_log_summary",
         "schedule": crontab(hour=2, minute=30),

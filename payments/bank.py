@@ -734,11 +734,20 @@ def _insert_rows(model, fields: list[str], rows: list[tuple]) -> list[int]:
     if not rows:
         return []
     meta = model._meta
-    # Fields the caller does not set take the model's default, as bulk_create would give them.
-    defaulted = [f for f in meta.concrete_fields if not f.primary_key and f.attname not in fields and f.has_default()]
+    # Fields the caller does not set get what bulk_create would give them: the model's default
+    # ("" for a text field without one), the time for auto_now(_add); nullable ones stay NULL.
+    defaulted = [
+        f
+        for f in meta.concrete_fields
+        if not f.primary_key and f.attname not in fields and (f.has_default() or not f.null)
+    ]
     if defaulted:
+        now = timezone.now()
         fields = [*fields, *(f.attname for f in defaulted)]
-        extra = tuple(f.get_default() for f in defaulted)
+        extra = tuple(
+            now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else f.get_default()
+            for f in defaulted
+        )
         rows = [(*row, *extra) for row in rows]
     cols = [meta.get_field(name) for name in fields]
     if connection.vendor != "postgresql":
@@ -781,12 +790,6 @@ def _update_rows(model, fields: list[str], rows: list[tuple]) -> None:
     if not rows:
         return
     meta = model._meta
-    # Fields the caller does not set take the model's default, as bulk_create would give them.
-    defaulted = [f for f in meta.concrete_fields if not f.primary_key and f.attname not in fields and f.has_default()]
-    if defaulted:
-        fields = [*fields, *(f.attname for f in defaulted)]
-        extra = tuple(f.get_default() for f in defaulted)
-        rows = [(*row, *extra) for row in rows]
     cols = [meta.get_field(name) for name in fields]
     if connection.vendor != "postgresql":
         objs = [model(pk=row[0], **{f.attname: v for f, v in zip(cols, row[1:], strict=True)}) for row in rows]

@@ -1,0 +1,282 @@
+"""KPI benchmark: each KPI family's query (kpis.selectors) against a hand-written SQL aggregate of the
+same figure, and the dashboard's response time, on a bulk-loaded ledger.
+
+Usage (from the repository root; PostgreSQL on 127.0.0.1:5432 as user postgres):
+
+    .venv/bin/python bench/kpis.py                      # 1,000,000 invoices
+    .venv/bin/python bench/kpis.py --invoices 100000    # a quicker run
+    .venv/bin/python bench/kpis.py --keep               # reuse the loaded database of the last run
+
+What it does:
+1. (re)creates its own database `otc_bench_kpis` (--db), migrates it and loads with INSERT ... SELECT
+   --invoices invoices over the last three years for 2,000 customers (2 % penalties, net 30): about
+   80 % paid by one payment received 0-69 days after issue, 5 % partly paid (40 %), the rest open;
+   one payment and one allocation per paid or partly paid invoice; VACUUM ANALYZE;
+2. times each family of the last 90 days (median of --runs) and the simplest hand-written SQL
+   that gives the same figure for today, and prints the ratio (target <= 2x);
+3. stores the month-end snapshots of the last 12 months (as the nightly task leaves them) and times
+   GET /kpis/ (the default: last 90 days, all currencies) --requests times: p50 and p95 (target
+   p95 <= 500 ms).
+Orders are not loaded: the order-to-cash and entry-speed families run on empty tables here.
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    DEFAULT_PG,
+    DEFAULT_REDIS,
+    bench_env,
+    database_url,
+    describe_machine,
+    median,
+    migrate,
+    recreate_database,
+    setup_django,
+    verdict,
+)
+
+
+def load(n_invoices: int, n_customers: int = 2000) -> float:
+    from django.db import connection, transaction
+
+    from billing.models import Customer, PaymentTerms
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        terms = PaymentTerms.objects.create(name="Net 30", due_days=30)
+        Customer.objects.bulk_create(
+            Customer(
+                code=f"K{i:06d}",
+                name=f"Bench customer {i}",
+                legal_name=f"Bench Customer {i} SAS",
+                email=f"ap{i}@customer{i}.example",
+                currency="EUR",
+                payment_terms=terms,
+                billing_line1="1 Rue du Commerce",
+                billing_postal_code="69001",
+                billing_city="Lyon",
+                billing_country="FR",
+            )
+            for i in range(n_customers)
+        )
+    first = Customer.objects.order_by("pk").values_list("pk", flat=True).first()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO invoicing_invoice (kind, series, number, sequence_year, sequence_number, customer_id,
+              status, issue_date, due_date, currency, net_total, tax_total, gross_total, amount_paid,
+              customer_snapshot, terms_snapshot, seller_snapshot, tax_breakdown, content_sha256, pdf,
+              pdf_status, pdf_sha256, pdf_error, pdf_attempts, delivery_status, delivery_error,
+              delivery_attempts, void_reason, created_at, updated_at)
+            SELECT kind, series, series || '-' || g, NULL, NULL, %(first)s + g %% %(customers)s,
+              CASE WHEN paid_on > CURRENT_DATE OR r >= 85 THEN 'issued' WHEN r >= 80 THEN 'partially_paid'
+                   ELSE 'paid' END,
+              issued, issued + 30, 'EUR', gross, 0, gross,
+              CASE WHEN paid_on > CURRENT_DATE OR r >= 85 THEN 0 WHEN r >= 80 THEN round(gross * 0.4, 2)
+                   ELSE gross END,
+              '{}', '{}', '{}', '[]', '', '', 'none', '', '', 0, 'pending', '', 0, '', now(), now()
+            FROM (
+              SELECT g, CASE WHEN g %% 50 = 0 THEN 'penalty' ELSE 'invoice' END AS kind,
+                     CASE WHEN g %% 50 = 0 THEN 'PEN' ELSE 'INV' END AS series,
+                     CURRENT_DATE - (g * 7919 %% 1095)::int AS issued,
+                     CURRENT_DATE - (g * 7919 %% 1095)::int + (g * 13 %% 70)::int AS paid_on,
+                     (g * 31 %% 100) AS r, (100 + g * 37 %% 5000)::numeric(14, 2) AS gross
+              FROM generate_series(1::bigint, %(n)s::bigint) g
+            ) s
+            """,
+            {"n": n_invoices, "customers": n_customers, "first": first},
+        )
+        cursor.execute(
+            """
+            INSERT INTO payments_payment (number, customer_id, method, method_accepted, amount, currency,
+              received_on, reference, source, allocated_amount, refunded_amount, created_at)
+            SELECT 'BP-' || i.id, i.customer_id, 'bank_transfer', true, i.amount_paid, 'EUR',
+              i.issue_date + (substring(i.number from '[0-9]+$')::int * 13 % 70), '', 'ui', i.amount_paid, 0, now()
+            FROM invoicing_invoice i WHERE i.amount_paid > 0
+            """
+        )
+        cursor.execute(
+            """
+            INSERT INTO payments_allocation (payment_id, invoice_id, amount, created_at)
+            SELECT p.id, substring(p.number from 4)::bigint, p.amount, now() FROM payments_payment p
+            """
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
+HAND_WRITTEN = {
+    # The fastest SQL for each figure today: open balances straight from amount_paid, and so on.
+    # Today's balances straight from amount_paid; the selector also computes the day before the
+    # period (settlements dated after it added back), which no cheaper query gives.
+    "receivables": """
+        SELECT currency, SUM(gross_total - amount_paid),
+          SUM(gross_total - amount_paid) FILTER (WHERE due_date >= %(end)s),
+          SUM(gross_total - amount_paid) FILTER (WHERE due_date < %(end)s AND due_date >= %(end)s - 30),
+          SUM(gross_total - amount_paid) FILTER (WHERE due_date < %(end)s - 30 AND due_date >= %(end)s - 60),
+          SUM(gross_total - amount_paid) FILTER (WHERE due_date < %(end)s - 60 AND due_date >= %(end)s - 90),
+          SUM(gross_total - amount_paid) FILTER (WHERE due_date < %(end)s - 90)
+        FROM invoicing_invoice WHERE status IN ('issued', 'partially_paid') AND kind IN ('invoice', 'penalty')
+        GROUP BY currency""",
+    # The period's sales and the 24 monthly totals the countback walks, as the selector computes them.
+    "sales": "SELECT currency, SUM(gross_total) FILTER (WHERE issue_date >= %(start)s), "
+    + ", ".join(
+        f"SUM(gross_total) FILTER (WHERE issue_date > (%(end)s::date - interval '{k + 1} month')::date"
+        f" AND issue_date <= (%(end)s::date - interval '{k} month')::date)"
+        for k in range(24)
+    )
+    + """ FROM invoicing_invoice
+        WHERE status IN ('issued', 'partially_paid', 'paid') AND kind IN ('invoice', 'penalty')
+          AND issue_date > (%(end)s::date - interval '24 month')::date AND issue_date <= %(end)s
+        GROUP BY currency""",
+    "payments": """
+        SELECT i.currency, COUNT(*), COUNT(*) FILTER (WHERE pd.paid_on <= i.due_date), SUM(pd.paid_on - i.issue_date)
+        FROM invoicing_invoice i JOIN (
+          SELECT a.invoice_id, MAX(p.received_on) AS paid_on FROM payments_allocation a
+          JOIN payments_payment p ON p.id = a.payment_id GROUP BY a.invoice_id) pd ON pd.invoice_id = i.id
+        WHERE i.status = 'paid' AND i.kind = 'invoice' AND pd.paid_on BETWEEN %(start)s AND %(end)s
+        GROUP BY i.currency""",
+    "quality": """
+        SELECT i.currency, COUNT(*), COUNT(*) FILTER (WHERE EXISTS (SELECT 1 FROM invoicing_invoice c
+          WHERE c.original_id = i.id AND c.kind = 'credit_note')), COUNT(f.id)
+        FROM invoicing_invoice i LEFT JOIN kpis_feedback f ON f.invoice_id = i.id
+        WHERE i.kind = 'invoice' AND i.status IN ('issued', 'partially_paid', 'paid')
+          AND i.issue_date BETWEEN %(start)s AND %(end)s GROUP BY i.currency""",
+    "penalties_collected": """
+        SELECT i.currency, SUM(a.amount) FROM payments_allocation a
+        JOIN payments_payment p ON p.id = a.payment_id JOIN invoicing_invoice i ON i.id = a.invoice_id
+        WHERE i.kind = 'penalty' AND p.received_on BETWEEN %(start)s AND %(end)s GROUP BY i.currency""",
+}
+
+
+class Report(list):
+    """Lines of the report, printed as they come (a long run shows its progress)."""
+
+    def append(self, line: str) -> None:
+        print(line, flush=True)
+        super().append(line)
+
+    def __iadd__(self, lines):
+        for line in lines:
+            self.append(line)
+        return self
+
+
+def timed(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--invoices", type=int, default=1_000_000)
+    parser.add_argument("--db", default="otc_bench_kpis")
+    parser.add_argument("--pg", default=DEFAULT_PG)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--keep", action="store_true", help="Reuse the database of the last run.")
+    args = parser.parse_args()
+
+    if not args.keep:
+        recreate_database(args.pg, args.db)
+    env = bench_env(
+        db_url=database_url(args.pg, args.db),
+        redis_url=DEFAULT_REDIS,
+        queue="otc-bench-kpis",
+        media_root=tempfile.gettempdir(),
+    )
+    env["ALLOWED_HOSTS"] = "testserver,localhost"
+    env["DEBUG"] = "true"  # static files without a collected manifest; queries are not kept outside requests
+    setup_django(env)
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test import Client
+
+    from invoicing.models import Invoice
+    from kpis import selectors, services
+
+    lines = Report()
+    lines += describe_machine("machine before")
+    if not args.keep:
+        lines.append(f"migrate: {migrate():.1f} s")
+        lines.append(f"load {args.invoices:,} invoices: {load(args.invoices):.1f} s")
+    lines.append(f"invoices in the database: {Invoice.objects.count():,}")
+    today = date.today()
+    period = selectors.Period.last_days(90, today)
+    params = {"start": period.start, "end": period.end}
+
+    def sql(text):
+        def run():
+            with connection.cursor() as cursor:
+                cursor.execute(text, params)
+                cursor.fetchall()
+
+        return run
+
+    families = {
+        "receivables": lambda: selectors.receivables(period),
+        "sales": lambda: selectors.sales(period),
+        "payments": lambda: selectors.payments(period),
+        "quality": lambda: selectors.quality(period),
+        "penalties_collected": lambda: selectors.penalties_collected(period),
+    }
+    lines.append("")
+    lines.append("| family (last 90 days) | selector | hand-written SQL | ratio | target <= 2x |")
+    lines.append("| --- | ---: | ---: | ---: | --- |")
+    for name, fn in families.items():
+        ours, hand = timed(fn, args.runs), timed(sql(HAND_WRITTEN[name]), args.runs)
+        ratio = ours / hand if hand else float("nan")
+        lines.append(f"| {name} | {ours * 1000:.0f} ms | {hand * 1000:.0f} ms | {ratio:.2f}x | {verdict(ratio <= 2)} |")
+    for name, fn in {
+        "order_to_cash (no orders loaded)": lambda: selectors.order_to_cash(period),
+        "all families (kpis)": lambda: selectors.kpis(period),
+        "per customer (customer_table)": lambda: selectors.customer_table(period),
+    }.items():
+        lines.append(f"| {name} | {timed(fn, args.runs) * 1000:.0f} ms | | | |")
+
+    started = time.perf_counter()
+    for k in range(12, 0, -1):
+        month_end = selectors.months_back(today.replace(day=1), k - 1) - timedelta(days=1)
+        services.kpi_snapshot_store(day=month_end)
+    lines.append("")
+    lines.append(f"month-end snapshots of the last 12 months: {time.perf_counter() - started:.1f} s")
+
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-kpi", defaults={"is_superuser": True})
+    client = Client()
+    client.force_login(user)
+    cache.clear()
+    started = time.perf_counter()
+    assert client.get("/kpis/").status_code == 200
+    lines.append(f"GET /kpis/ computed (cache empty): {(time.perf_counter() - started) * 1000:.0f} ms")
+    times = []
+    for _ in range(args.requests):
+        started = time.perf_counter()
+        response = client.get("/kpis/")
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 200
+    p95 = statistics.quantiles(times, n=20)[-1] if len(times) >= 2 else times[0]
+    lines.append(
+        f"GET /kpis/ x {args.requests}: p50 {median(times) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+        f"(served from the cache while no row changes): {verdict(p95 <= 0.5)} (target p95 <= 500 ms)"
+    )
+    lines += describe_machine("machine after")
+
+
+if __name__ == "__main__":
+    main()
