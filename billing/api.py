@@ -287,6 +287,7 @@ class CustomerSerializer(serializers.ModelSerializer):
             "email",
             "phone",
             "tax_id",
+            "iban",
             "currency",
             "payment_terms",
             "billing_method",

@@ -89,6 +89,7 @@ class CustomerForm(BootstrapModelForm):
             "tax_id",
             "email",
             "phone",
+            "iban",
             "currency",
             "payment_terms",
             "billing_method",

@@ -10,7 +10,13 @@ from django.db.models import Q
 from django.urls import reverse
 
 from . import terms as terms_math
-from .validators import normalize_code, normalize_tax_id, validate_country_code, validate_currency_code
+from .validators import (
+    normalize_code,
+    normalize_iban,
+    normalize_tax_id,
+    validate_country_code,
+    validate_currency_code,
+)
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 PERCENT = {"max_digits": 5, "decimal_places": 2, "validators": [MinValueValidator(0), MaxValueValidator(100)]}
@@ -275,6 +281,11 @@ class Customer(models.Model):
                 self.tax_id = normalize_tax_id(self.tax_id, self.billing_country)
             except ValidationError as exc:
                 errors["tax_id"] = exc.messages
+        if self.iban:
+            try:
+                self.iban = normalize_iban(self.iban)
+            except ValidationError as exc:
+                errors["iban"] = exc.messages
         if self.on_hold and not (self.on_hold_reason or "").strip():
             errors["on_hold_reason"] = ["Say why the customer is on hold."]
         if self.shipping_same_as_billing:

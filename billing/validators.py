@@ -421,3 +421,19 @@ def normalize_tax_id(value: str, country: str) -> str:
         reason = next((text for cls, text in _REASONS.items() if isinstance(exc, cls)), "it is not valid")
         raise _refuse(rule, country, reason) from exc
     return compact if compact.startswith(rule.prefix) else rule.prefix + compact
+
+
+def normalize_iban(value: str) -> str:
+    """An IBAN without spaces, upper-case, checked (country format and check digits); "" stays ""."""
+    from stdnum import iban
+    from stdnum.exceptions import ValidationError as StdnumError
+
+    value = (value or "").replace(" ", "").strip().upper()
+    if not value:
+        return ""
+    try:
+        return iban.validate(value)
+    except StdnumError:
+        raise ValidationError(
+            f"{value} is not a valid IBAN (check the country code, length and check digits)."
+        ) from None

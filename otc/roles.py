@@ -6,8 +6,9 @@ change is not migrated, say) is skipped with a warning rather than failing the w
 
 - Finance clerk: day-to-day work in the browser: customers, orders, invoices, payments (add, change,
   view; never delete), and reading the master data they use.
-- Finance manager: everything a clerk does, plus master data (payment terms, tax rates, products),
-  billing runs, credit notes, penalties, and the two overrides of order entry.
+- Finance manager: everything a clerk does, plus master data (payment terms, tax rates, products,
+  bank accounts, dunning levels), billing runs, credit notes, penalties, and the two overrides of
+  order entry.
 - Integrator: an API account: customers, orders, invoices and payments (add, change, view).
 - Admin: every permission.
 """
@@ -50,6 +51,16 @@ _CLERK = [
     *perms("payments", "allocation", *WORK),
     *perms("payments", "penaltyassessment", "view"),
     *perms("payments", "statementdelivery", "view"),
+    *perms("payments", "refund", *WORK),
+    *perms("payments", "bankaccount", "view"),
+    *perms("payments", "bankstatement", *WORK),
+    *perms("payments", "bankline", *WORK),
+    *perms("payments", "dunninglevel", "view"),
+    *perms("payments", "dunningnotice", "view"),
+    *perms("payments", "dunningitem", "view"),
+    *perms("payments", "webhookevent", "view"),
+    *perms("kpis", "feedback", *WORK),
+    *perms("kpis", "kpisnapshot", "view"),
 ]
 
 ROLES: dict[str, list[str]] = {
@@ -68,6 +79,8 @@ ROLES: dict[str, list[str]] = {
         *perms("payments", "penaltyassessment", "change"),
         *perms("payments", "penaltyrun", "add", "change", "view"),
         *perms("payments", "statementdelivery", "add", "change"),
+        *perms("payments", "bankaccount", "add", "change"),
+        *perms("payments", "dunninglevel", "add", "change"),
     ],
     INTEGRATOR: [
         *perms("billing", "customer", *WORK),

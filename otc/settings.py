@@ -185,6 +185,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `source` field with their own choices: each enum gets a clear name.
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentSourceEnum": "payments.models.PaymentSource",
+        "BankStatementSourceEnum": "payments.models.BankStatementSource",
+        "FeedbackSourceEnum": "kpis.models.FeedbackSource",
+    },
 }
 
 # --- Celery ---
@@ -240,6 +246,10 @@ CELERY_BEAT_SCHEDULE = {
     "invoicing-close-print-batches": {
         "task": "invoicing.tasks.print_batches_close_due",
         "schedule": crontab(hour=0, minute=30),
+    },
+    "payments-sweep-bank-statements": {
+        "task": "payments.tasks.bank_statements_sweep",
+        "schedule": timedelta(minutes=10),
     },
     "payments-dunning-run": {
         "task": "payments.tasks.dunning_run_daily",

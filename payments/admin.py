@@ -151,3 +151,46 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- Bank statements -----------------------------------------------------------------------------
+from .models import BankAccount, BankLine, BankStatement  # noqa: E402
+
+
+@admin.register(BankAccount)
+class BankAccountAdmin(admin.ModelAdmin):
+    """Our bank accounts and how their CSV files are read (also editable under /bank/accounts/)."""
+
+    list_display = ["name", "iban", "currency", "created_at"]
+    search_fields = ["name", "iban"]
+
+
+@admin.register(BankStatement)
+class BankStatementAdmin(admin.ModelAdmin):
+    """Imported statements, read-only: import and match them under /bank/."""
+
+    list_display = ["pk", "account", "source", "filename", "status", "total_lines", "processed_lines", "created_at"]
+    list_filter = ["status", "source", "account"]
+    search_fields = ["filename", "statement_ref", "file_sha256"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in BankStatement._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(BankLine)
+class BankLineAdmin(admin.ModelAdmin):
+    """Statement lines, read-only: match or ignore them from the queue under /bank/queue/."""
+
+    list_display = ["statement", "line_no", "booking_date", "amount", "currency", "counterparty_name", "status"]
+    list_filter = ["status", "currency"]
+    search_fields = ["remittance", "counterparty_name", "counterparty_iban", "entry_ref"]
+    list_select_related = ["statement"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in BankLine._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -647,3 +647,19 @@ def test_concurrent_contact_edits_never_mix_their_lists(terms):
     assert len(names) == 1, names
     assert names[0].startswith("Editor ")
     assert AuditEvent.objects.filter(action="customer.updated", object_id=customer.pk).count() == editors
+
+
+@pytest.mark.django_db
+def test_iban_is_stored_compact_and_a_wrong_one_is_refused():
+    from django.core.exceptions import ValidationError
+
+    from tests.factories import CustomerFactory
+
+    customer = CustomerFactory()
+    customer.iban = "fr76 3000 6000 0112 3456 7890 189"
+    customer.full_clean()
+    assert customer.iban == "FR7630006000011234567890189"
+    customer.iban = "FR7630006000011234567890180"  # one check digit off
+    with pytest.raises(ValidationError) as refused:
+        customer.full_clean()
+    assert "not a valid IBAN" in str(refused.value.message_dict["iban"])
