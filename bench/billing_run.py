@@ -243,7 +243,7 @@ def parse_args():
     parser.add_argument("--customers", type=int, default=2000, help="customers (default 2000)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--profile", action="store_true", help="profile the services even when the ratio passes")
-    parser.add_argument("--profile-groups", type=int, default=300, help="groups billed under the profiler")
+    parser.add_argument("--profile-groups", type=int, default=1000, help="groups billed under the profiler")
     parser.add_argument("--db", default="otc_bench_billing", help="bench database, dropped and recreated")
     parser.add_argument("--pg", default=common.DEFAULT_PG)
     parser.add_argument("--redis", default=common.DEFAULT_REDIS)
@@ -496,12 +496,13 @@ def set_based() -> float:
 
 
 def profile(groups: int) -> list[str]:
-    """Bill `groups` groups in this process, one transaction each as run_batch does, under cProfile
-    with every query timed: where the time of one invoice goes."""
+    """Bill `groups` groups in this process, in batches of one transaction each as run_batch does,
+    under cProfile with every query timed: where the time of one invoice goes."""
+    from django.conf import settings
     from django.db import connection
     from django.utils import timezone
 
-    from invoicing.billing_runs import bill_group, plan_groups
+    from invoicing.billing_runs import BATCH_SIZE, bill_batch, plan_groups
 
     planned = plan_groups(as_of=timezone.localdate())[:groups]
     queries: list[tuple[str, float]] = []
@@ -517,8 +518,9 @@ def profile(groups: int) -> list[str]:
     started, cpu = time.perf_counter(), time.process_time()
     with connection.execute_wrapper(timed):
         profiler.enable()
-        for order_ids in planned:
-            bill_group(order_ids=order_ids, issue_date=timezone.localdate())
+        size = getattr(settings, "OTC_BILLING_BATCH_SIZE", None) or BATCH_SIZE
+        for i in range(0, len(planned), size):
+            bill_batch(groups=planned[i : i + size], issue_date=timezone.localdate())
         profiler.disable()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     n = len(planned)
@@ -532,7 +534,7 @@ def profile(groups: int) -> list[str]:
         kinds[key] += 1
         kind_time[key] += t
     out = [
-        f"profile: {n} groups billed in this process (one transaction each, like run_batch), "
+        f"profile: {n} groups billed in this process (one transaction per batch, like run_batch), "
         f"{wall / n * 1000:.1f} ms per invoice wall, {cpu / n * 1000:.1f} ms CPU in Python/Django (profiler on)",
         f"  {len(queries) / n:.1f} queries per invoice, {sql_s / n * 1000:.1f} ms per invoice waiting on PostgreSQL "
         f"({sql_s / wall * 100:.0f} % of the time)",
@@ -542,12 +544,12 @@ def profile(groups: int) -> list[str]:
         out.append(f"    {count / n:5.1f}  {kind_time[key] / n * 1000:6.2f} ms  {key}")
     stream = io.StringIO()
     stats = pstats.Stats(profiler, stream=stream)
-    stats.sort_stats("cumulative").print_stats(r"/work/main/(invoicing|orders|billing)/", 14)
+    stats.sort_stats("cumulative").print_stats(rf"{re.escape(str(ROOT))}/(invoicing|orders|billing)/", 14)
     out.append("  cumulative time by project function (cProfile):")
     for line in stream.getvalue().splitlines():
-        if "/work/main/" in line and line.split()[0].replace("/", "").isdigit():
+        if f"{ROOT}/" in line and line.split()[0].replace("/", "").isdigit():
             parts = line.split()
-            where = parts[-1].split("/work/main/")[-1]
+            where = parts[-1].split(f"{ROOT}/")[-1]
             out.append(f"    {float(parts[3]) / n * 1000:7.2f} ms/inv  {parts[0]:>8} calls  {where}")
     return out
 

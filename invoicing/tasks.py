@@ -23,6 +23,14 @@ def invoice_render_pdf(self, invoice_id: int) -> None:
         raise self.retry(exc=exc) from exc
 
 
+@shared_task(acks_late=True, time_limit=300, soft_time_limit=280)
+def invoice_render_pdf_batch(invoice_ids: list[int]) -> None:
+    """Queue the PDF rendering of a batch of issued invoices, one task each (bulk issue sends one
+    message per batch instead of one per invoice). Safe to redeliver: rendering is idempotent."""
+    for pk in invoice_ids:
+        invoice_render_pdf.delay(pk)
+
+
 @shared_task
 def invoice_sweep_pending_pdfs(older_than_minutes: int = 10, batch: int = 500) -> int:
     """Re-enqueue PDFs a lost message left pending."""
