@@ -3,10 +3,11 @@ billing cycle. Per-order customers get one invoice per order; weekly and monthly
 one consolidated invoice per period, once that period has ended on the run's as-of date.
 
 A run plans its groups (lists of order ids), then processes them in bounded batches of Celery
-tasks. Each group is billed in its own transaction that locks its orders with SKIP LOCKED and
-re-checks their status, so a rerun, a second worker or a parallel run never bills an order twice
-(and the one-invoice-line-per-order-line constraint backs that up). Numbers are taken inside the
-same transaction, so a failed group leaves no gap.
+tasks. A batch is billed in one transaction (bill_batch) that locks its orders with SKIP LOCKED
+and re-checks their status, so a rerun, a second worker or a parallel run never bills an order
+twice (and the one-invoice-line-per-order-line constraint backs that up). Numbers are taken as one
+block inside the same transaction, so a failed batch leaves no gap; its groups are then billed one
+by one (bill_group, one transaction each) so that a bad group is reported and the others billed.
 """
 
 import logging
