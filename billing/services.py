@@ -19,10 +19,11 @@ def actor_user(actor):
 
 
 def _audit_event(*, actor, action: str, obj, changes: dict[str, Any] | None) -> AuditEvent:
+    user = actor_user(actor)
     return AuditEvent(
-        actor=actor_user(actor),
+        actor_id=user.pk if user else None,
         action=action,
-        content_type=ContentType.objects.get_for_model(type(obj)),
+        content_type_id=ContentType.objects.get_for_model(type(obj)).pk,
         object_id=obj.pk,
         object_repr=str(obj)[:200],
         changes=changes or {},

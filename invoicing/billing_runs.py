@@ -32,6 +32,8 @@ from .models import BillingRun, BillingRunStatus, Invoice, InvoiceKind, InvoiceL
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 200  # groups per task
+# What billing reads of an order (an invoice copies its number, date and reference).
+BILLED_ORDER_FIELDS = ("id", "number", "customer_id", "customer_reference", "order_date", "currency", "status")
 
 
 def period_end(cycle: str, day: date) -> date:
@@ -176,6 +178,7 @@ def _bill_batch(*, groups: list[list[int]], issue_date: date, actor) -> BatchRes
         o.pk: o
         for o in Order.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(pk__in=wanted, status=OrderStatus.FULFILLED)
+        .only(*BILLED_ORDER_FIELDS)
         .order_by("pk")
     }
     if not locked:
@@ -199,7 +202,7 @@ def _bill_batch(*, groups: list[list[int]], issue_date: date, actor) -> BatchRes
             services.invoice_check_orders(orders)
             first = orders[0]
             customer = customers[first.customer_id]
-            invoice = Invoice(kind=InvoiceKind.INVOICE, customer=customer, currency=first.currency)
+            invoice = Invoice(kind=InvoiceKind.INVOICE, customer_id=customer.pk, currency=first.currency)
             lines = services.invoice_lines_from_orders(invoice=invoice, orders=orders, order_lines=order_lines)
             if not lines:
                 raise ValidationFailed("An invoice needs at least one line before it is issued.")

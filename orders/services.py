@@ -267,14 +267,19 @@ def order_mark_invoiced(*, order: Order, actor=None) -> Order:
 
 
 def orders_mark_invoiced(*, orders: list[Order], actor=None) -> None:
-    """The bulk form of order_mark_invoiced, for invoicing's batch billing: the caller holds every
-    order locked (with its current status) in its transaction. Same rule and the same event rows,
-    written with one INSERT and one UPDATE; refuses all of them if any may not become invoiced."""
+    """The bulk form of order_mark_invoiced, for invoicing when it bills orders together: the
+    caller holds every order locked (with its current status) in its transaction. Same rule and
+    the same event rows, written with one INSERT and one UPDATE; refuses all of them if any may
+    not become invoiced."""
     for order in orders:
         _check_transition(order, OrderStatus.INVOICED)
     user = actor_user(actor)
+    actor_id = user.pk if user else None
     OrderEvent.objects.bulk_create(
-        [OrderEvent(order_id=o.pk, from_status=o.status, to_status=OrderStatus.INVOICED, actor=user) for o in orders]
+        [
+            OrderEvent(order_id=o.pk, from_status=o.status, to_status=OrderStatus.INVOICED, actor_id=actor_id)
+            for o in orders
+        ]
     )
     Order.objects.filter(pk__in=[o.pk for o in orders]).update(status=OrderStatus.INVOICED)
     for order in orders:
