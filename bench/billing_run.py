@@ -538,10 +538,10 @@ def profile(groups: int) -> list[str]:
         f"{wall / n * 1000:.1f} ms per invoice wall, {cpu / n * 1000:.1f} ms CPU in Python/Django (profiler on)",
         f"  {len(queries) / n:.1f} queries per invoice, {sql_s / n * 1000:.1f} ms per invoice waiting on PostgreSQL "
         f"({sql_s / wall * 100:.0f} % of the time)",
-        "  queries per invoice (count, ms):",
+        "  queries per invoice (count, ms; a batch of 200 invoices runs each of these about once):",
     ]
     for key, count in kinds.most_common(14):
-        out.append(f"    {count / n:5.1f}  {kind_time[key] / n * 1000:6.2f} ms  {key}")
+        out.append(f"    {count / n:6.3f}  {kind_time[key] / n * 1000:6.2f} ms  {key}")
     stream = io.StringIO()
     stats = pstats.Stats(profiler, stream=stream)
     stats.sort_stats("cumulative").print_stats(rf"{re.escape(str(ROOT))}/(invoicing|orders|billing)/", 14)
