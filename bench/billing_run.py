@@ -14,9 +14,10 @@ What it does:
 2. pipeline: starts a real worker, `celery -A otc worker --pool prefork --concurrency 2 -Q <billing
    queue>`, then calls invoicing.billing_runs.run_start (plan the groups, enqueue batches of 200) and
    waits until the run row says done. Time = run_start call to the run's finished_at.
-   PDF rendering is kept out: the worker's own default queue (where invoice_issue puts
-   invoice_render_pdf on commit) is a separate queue that no worker consumes; the bench deletes it
-   every 2 s and at the end. Enqueuing those messages stays in the measurement; rendering does not;
+   PDF rendering is kept out: the worker's own default queue (where each billed batch puts one
+   invoice_render_pdf_batch on commit, which would fan out the per-invoice PDF tasks) is a separate
+   queue that no worker consumes; the bench deletes it every 2 s and at the end. Enqueuing those
+   messages stays in the measurement; the fan-out and rendering do not;
 3. records what the run produced (per invoice: its orders, totals, tax breakdown, snapshots, due
    date, line count), then resets the database to the loaded state (TRUNCATE invoices and lines,
    delete the events and audit rows the run wrote, orders back to fulfilled, VACUUM ANALYZE);
@@ -57,7 +58,7 @@ from bench import common  # noqa: E402
 
 TARGET_RATIO = 5.0
 BILLING_QUEUE = "otc-bench-billing"
-PDF_QUEUE = "otc-bench-billing-pdf"  # where the workers' invoice_issue puts invoice_render_pdf; never consumed
+PDF_QUEUE = "otc-bench-billing-pdf"  # where the workers put the PDF tasks on commit; never consumed
 CYCLES = (("per_order", 0.90), ("weekly", 0.06), ("monthly", 0.04))
 TABLE = re.compile(r'(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', re.I)
 
@@ -496,7 +497,7 @@ def set_based() -> float:
 
 
 def profile(groups: int) -> list[str]:
-    """Bill `groups` groups in this process, in batches of one transaction each as run_batch does,
+    """Bill `groups` groups in this process, one transaction per batch as run_batch does,
     under cProfile with every query timed: where the time of one invoice goes."""
     from django.conf import settings
     from django.db import connection
