@@ -14,9 +14,10 @@ What it does:
 2. pipeline: starts a real worker, `celery -A otc worker --pool prefork --concurrency 2 -Q <billing
    queue>`, then calls invoicing.billing_runs.run_start (plan the groups, enqueue batches of 200) and
    waits until the run row says done. Time = run_start call to the run's finished_at.
-   PDF rendering is kept out: the worker's own default queue (where invoice_issue puts
-   invoice_render_pdf on commit) is a separate queue that no worker consumes; the bench deletes it
-   every 2 s and at the end. Enqueuing those messages stays in the measurement; rendering does not;
+   PDF rendering is kept out: the worker's own default queue (where each billed batch puts its
+   invoice_render_pdfs messages on commit, one per 50 invoices) is a separate queue that no worker
+   consumes; the bench deletes it every 2 s and at the end. Enqueuing those messages stays in the
+   measurement; rendering does not;
 3. records what the run produced (per invoice: its orders, totals, tax breakdown, snapshots, due
    date, line count), then resets the database to the loaded state (TRUNCATE invoices and lines,
    delete the events and audit rows the run wrote, orders back to fulfilled, VACUUM ANALYZE);
@@ -57,7 +58,7 @@ from bench import common  # noqa: E402
 
 TARGET_RATIO = 5.0
 BILLING_QUEUE = "otc-bench-billing"
-PDF_QUEUE = "otc-bench-billing-pdf"  # where the workers' invoice_issue puts invoice_render_pdf; never consumed
+PDF_QUEUE = "otc-bench-billing-pdf"  # where the workers put the PDF tasks on commit; never consumed
 CYCLES = (("per_order", 0.90), ("weekly", 0.06), ("monthly", 0.04))
 TABLE = re.compile(r'(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', re.I)
 
@@ -243,7 +244,7 @@ def parse_args():
     parser.add_argument("--customers", type=int, default=2000, help="customers (default 2000)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--profile", action="store_true", help="profile the services even when the ratio passes")
-    parser.add_argument("--profile-groups", type=int, default=300, help="groups billed under the profiler")
+    parser.add_argument("--profile-groups", type=int, default=1000, help="groups billed under the profiler")
     parser.add_argument("--db", default="otc_bench_billing", help="bench database, dropped and recreated")
     parser.add_argument("--pg", default=common.DEFAULT_PG)
     parser.add_argument("--redis", default=common.DEFAULT_REDIS)
@@ -496,12 +497,13 @@ def set_based() -> float:
 
 
 def profile(groups: int) -> list[str]:
-    """Bill `groups` groups in this process, one transaction each as run_batch does, under cProfile
-    with every query timed: where the time of one invoice goes."""
+    """Bill `groups` groups in this process, one transaction per batch as run_batch does,
+    under cProfile with every query timed: where the time of one invoice goes."""
+    from django.conf import settings
     from django.db import connection
     from django.utils import timezone
 
-    from invoicing.billing_runs import bill_group, plan_groups
+    from invoicing.billing_runs import BATCH_SIZE, bill_batch, plan_groups
 
     planned = plan_groups(as_of=timezone.localdate())[:groups]
     queries: list[tuple[str, float]] = []
@@ -517,8 +519,9 @@ def profile(groups: int) -> list[str]:
     started, cpu = time.perf_counter(), time.process_time()
     with connection.execute_wrapper(timed):
         profiler.enable()
-        for order_ids in planned:
-            bill_group(order_ids=order_ids, issue_date=timezone.localdate())
+        size = getattr(settings, "OTC_BILLING_BATCH_SIZE", None) or BATCH_SIZE
+        for i in range(0, len(planned), size):
+            bill_batch(groups=planned[i : i + size], issue_date=timezone.localdate())
         profiler.disable()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     n = len(planned)
@@ -532,22 +535,22 @@ def profile(groups: int) -> list[str]:
         kinds[key] += 1
         kind_time[key] += t
     out = [
-        f"profile: {n} groups billed in this process (one transaction each, like run_batch), "
+        f"profile: {n} groups billed in this process (one transaction per batch, like run_batch), "
         f"{wall / n * 1000:.1f} ms per invoice wall, {cpu / n * 1000:.1f} ms CPU in Python/Django (profiler on)",
         f"  {len(queries) / n:.1f} queries per invoice, {sql_s / n * 1000:.1f} ms per invoice waiting on PostgreSQL "
         f"({sql_s / wall * 100:.0f} % of the time)",
-        "  queries per invoice (count, ms):",
+        "  queries per invoice (count, ms; a batch of 200 invoices runs each of these about once):",
     ]
     for key, count in kinds.most_common(14):
-        out.append(f"    {count / n:5.1f}  {kind_time[key] / n * 1000:6.2f} ms  {key}")
+        out.append(f"    {count / n:6.3f}  {kind_time[key] / n * 1000:6.2f} ms  {key}")
     stream = io.StringIO()
     stats = pstats.Stats(profiler, stream=stream)
-    stats.sort_stats("cumulative").print_stats(r"/work/main/(invoicing|orders|billing)/", 14)
+    stats.sort_stats("cumulative").print_stats(rf"{re.escape(str(ROOT))}/(invoicing|orders|billing)/", 14)
     out.append("  cumulative time by project function (cProfile):")
     for line in stream.getvalue().splitlines():
-        if "/work/main/" in line and line.split()[0].replace("/", "").isdigit():
+        if f"{ROOT}/" in line and line.split()[0].replace("/", "").isdigit():
             parts = line.split()
-            where = parts[-1].split("/work/main/")[-1]
+            where = parts[-1].split(f"{ROOT}/")[-1]
             out.append(f"    {float(parts[3]) / n * 1000:7.2f} ms/inv  {parts[0]:>8} calls  {where}")
     return out
 

@@ -18,16 +18,30 @@ def actor_user(actor):
     return actor if getattr(actor, "is_authenticated", False) else None
 
 
-def audit_record(*, actor, action: str, obj, changes: dict[str, Any] | None = None) -> AuditEvent:
-    """Write one audit row: who did `action` to `obj`, with the fields that changed."""
+def _audit_event(*, actor, action: str, obj, changes: dict[str, Any] | None) -> AuditEvent:
     user = actor_user(actor)
-    return AuditEvent.objects.create(
-        actor=user,
+    return AuditEvent(
+        actor_id=user.pk if user else None,
         action=action,
-        content_type=ContentType.objects.get_for_model(type(obj)),
+        content_type_id=ContentType.objects.get_for_model(type(obj)).pk,
         object_id=obj.pk,
         object_repr=str(obj)[:200],
         changes=changes or {},
+    )
+
+
+def audit_record(*, actor, action: str, obj, changes: dict[str, Any] | None = None) -> AuditEvent:
+    """Write one audit row: who did `action` to `obj`, with the fields that changed."""
+    event = _audit_event(actor=actor, action=action, obj=obj, changes=changes)
+    event.save()
+    return event
+
+
+def audit_record_many(*, actor, action: str, entries: list[tuple[Any, dict[str, Any] | None]]) -> None:
+    """Write the audit rows of one action done to many objects at once (bulk work such as a billing
+    run): one row per `(obj, changes)`, the same rows `audit_record` writes, in one INSERT."""
+    AuditEvent.objects.bulk_create(
+        [_audit_event(actor=actor, action=action, obj=obj, changes=changes) for obj, changes in entries]
     )
 
 

@@ -12,8 +12,13 @@ from billing import money, terms
 from billing.errors import Conflict, DomainError, InvalidTransition, ValidationFailed
 from billing.jobs import enqueue_on_commit
 from billing.services import actor_user, audit_record
-from orders.models import Order, OrderStatus
-from orders.services import order_close, order_mark_invoiced, order_reopen_for_billing, order_reopen_unpaid
+from orders.models import Order, OrderLine, OrderStatus
+from orders.services import (
+    order_close,
+    order_reopen_for_billing,
+    order_reopen_unpaid,
+    orders_mark_invoiced,
+)
 
 from .models import (
     SERIES_BY_KIND,
@@ -60,42 +65,68 @@ def _recompute_totals(invoice: Invoice, lines: list[InvoiceLine]) -> None:
     ]
 
 
-@transaction.atomic
-def invoice_create_from_orders(*, orders: list[Order], actor=None) -> Invoice:
-    """Draft one invoice holding every line of the given fulfilled orders (one customer, one currency).
-    The orders become `invoiced`; the unique order-line constraint refuses a second invoice."""
+def invoice_check_orders(orders: list[Order]) -> None:
+    """Refuse orders that cannot go on one invoice together: another customer or currency, or an
+    order that is not fulfilled (the caller holds them locked)."""
     if not orders:
         raise ValidationFailed("No orders to invoice.")
-    locked = list(Order.objects.select_for_update().filter(pk__in=[o.pk for o in orders]).order_by("pk"))
-    customers = {o.customer_id for o in locked}
-    currencies = {o.currency for o in locked}
-    if len(customers) != 1 or len(currencies) != 1:
+    if len({o.customer_id for o in orders}) != 1 or len({o.currency for o in orders}) != 1:
         raise ValidationFailed("Orders on one invoice must share the customer and the currency.")
-    for order in locked:
+    for order in orders:
         if order.status != OrderStatus.FULFILLED:
             raise InvalidTransition(
                 f"Order {order.number} is {order.get_status_display().lower()}; only fulfilled orders are invoiced.",
                 details={"status": order.status},
             )
-    first = locked[0]
-    invoice = Invoice.objects.create(
-        kind=InvoiceKind.INVOICE, series="INV", customer_id=first.customer_id, currency=first.currency
+
+
+ORDER_LINE_COPIED = (
+    "id",
+    "order_id",
+    "position",
+    "description",
+    "quantity",
+    "unit",
+    "unit_price",
+    "discount_percent",
+    "tax_percent",
+    "tax_category",
+    "net_amount",
+)
+
+
+def order_lines_to_invoice(order_ids: list[int]) -> dict[int, list]:
+    """What an invoice copies from the lines of the given orders, by order id: one row per line
+    with the ORDER_LINE_COPIED fields and its product's SKU and tax rate's legal note
+    (`product_sku`, `tax_legal_note`), read in one query as plain rows (bulk issue reads
+    thousands; model instances would cost more than the rest of the work)."""
+    by_order: dict[int, list] = {}
+    rows = (
+        OrderLine.objects.filter(order_id__in=order_ids)
+        .annotate(product_sku=F("product__sku"), tax_legal_note=F("tax_rate__legal_note"))
+        .values_list(*ORDER_LINE_COPIED, "product_sku", "tax_legal_note", named=True)
     )
+    for row in rows:
+        by_order.setdefault(row.order_id, []).append(row)
+    return by_order
+
+
+def invoice_lines_from_orders(*, invoice: Invoice, orders: list[Order], order_lines: dict) -> list[InvoiceLine]:
+    """The invoice's lines, unsaved: every line of each order (in the orders' order, then by
+    position), with what the invoice must print copied from the order line, its product and its
+    tax rate. `order_lines` is what order_lines_to_invoice returns."""
     lines: list[InvoiceLine] = []
-    notes = {}
-    for order in locked:
-        for ol in order.lines.select_related("tax_rate", "product").order_by("position", "id"):
-            if ol.tax_rate.legal_note:
-                notes[ol.tax_category] = ol.tax_rate.legal_note
+    for order in orders:
+        for ol in sorted(order_lines.get(order.pk, ()), key=lambda ol: (ol.position, ol.id)):
             lines.append(
                 InvoiceLine(
                     invoice=invoice,
                     position=len(lines) + 1,
-                    order_line=ol,
+                    order_line_id=ol.id,
                     order_number=order.number,
                     order_date=order.order_date,
                     customer_reference=order.customer_reference,
-                    sku=ol.product.sku,
+                    sku=ol.product_sku,
                     description=ol.description,
                     quantity=ol.quantity,
                     unit=ol.unit,
@@ -103,21 +134,79 @@ def invoice_create_from_orders(*, orders: list[Order], actor=None) -> Invoice:
                     discount_percent=ol.discount_percent,
                     tax_percent=ol.tax_percent,
                     tax_category=ol.tax_category,
-                    tax_note=ol.tax_rate.legal_note,
+                    tax_note=ol.tax_legal_note,
                     net_amount=ol.net_amount,
                 )
             )
+    return lines
+
+
+def invoice_drafted_changes(invoice: Invoice, orders: list[Order]) -> dict:
+    """What the `invoice.drafted` audit row records."""
+    return {"orders": [o.number for o in orders], "gross_total": str(invoice.gross_total)}
+
+
+def invoice_issued_changes(invoice: Invoice) -> dict:
+    """What the `invoice.issued` audit row records."""
+    return {"number": invoice.number, "gross_total": str(invoice.gross_total)}
+
+
+def invoice_set_issue_fields(
+    invoice: Invoice,
+    *,
+    customer,
+    issued_on: date,
+    actor=None,
+    issued_at=None,
+    customer_snapshot: dict | None = None,
+    terms_snapshot: dict | None = None,
+    seller_snapshot: dict | None = None,
+) -> None:
+    """Set on a draft (in memory) what issuing it freezes, but its number: series and year, due
+    date from the terms, the customer, terms and seller snapshots, status, who and when. Bulk
+    callers pass the snapshots they computed once per customer, terms and batch."""
+    payment_terms = customer.payment_terms
+    invoice.series = SERIES_BY_KIND[invoice.kind]
+    invoice.sequence_year = issued_on.year
+    invoice.issue_date = issued_on
+    if invoice.kind == InvoiceKind.CREDIT_NOTE:
+        invoice.due_date = issued_on  # a credit is available at once
+    else:
+        invoice.due_date = terms.due_date(issued_on, payment_terms.due_days, payment_terms.end_of_month)
+    invoice.customer_snapshot = customer.snapshot() if customer_snapshot is None else customer_snapshot
+    invoice.terms_snapshot = payment_terms.snapshot(invoice.currency) if terms_snapshot is None else terms_snapshot
+    invoice.seller_snapshot = dict(settings.OTC_COMPANY) if seller_snapshot is None else seller_snapshot
+    invoice.status = InvoiceStatus.PAID if invoice.gross_total == 0 else InvoiceStatus.ISSUED
+    invoice.issued_at = issued_at or timezone.now()
+    invoice.issued_by = actor_user(actor)
+    invoice.pdf_status = PdfStatus.PENDING
+
+
+def invoice_set_number(invoice: Invoice, sequence_number: int) -> None:
+    """Give the invoice its number in its series and year (taken with number_block)."""
+    invoice.sequence_number = sequence_number
+    invoice.number = f"{invoice.series}-{invoice.sequence_year}-{sequence_number:06d}"
+
+
+@transaction.atomic
+def invoice_create_from_orders(*, orders: list[Order], actor=None) -> Invoice:
+    """Draft one invoice holding every line of the given fulfilled orders (one customer, one currency).
+    The orders become `invoiced`; the unique order-line constraint refuses a second invoice."""
+    if not orders:
+        raise ValidationFailed("No orders to invoice.")
+    locked = list(Order.objects.select_for_update().filter(pk__in=[o.pk for o in orders]).order_by("pk"))
+    invoice_check_orders(locked)
+    first = locked[0]
+    invoice = Invoice.objects.create(
+        kind=InvoiceKind.INVOICE, series="INV", customer_id=first.customer_id, currency=first.currency
+    )
+    order_lines = order_lines_to_invoice([o.pk for o in locked])
+    lines = invoice_lines_from_orders(invoice=invoice, orders=locked, order_lines=order_lines)
     InvoiceLine.objects.bulk_create(lines)
     _recompute_totals(invoice, lines)
     invoice.save(update_fields=["net_total", "tax_total", "gross_total", "tax_breakdown"])
-    for order in locked:
-        order_mark_invoiced(order=order, actor=actor)
-    audit_record(
-        actor=actor,
-        action="invoice.drafted",
-        obj=invoice,
-        changes={"orders": [o.number for o in locked], "gross_total": str(invoice.gross_total)},
-    )
+    orders_mark_invoiced(orders=locked, actor=actor)
+    audit_record(actor=actor, action="invoice.drafted", obj=invoice, changes=invoice_drafted_changes(invoice, locked))
     return invoice
 
 
@@ -133,33 +222,12 @@ def invoice_issue(*, invoice: Invoice, actor=None, issue_date: date | None = Non
         )
     if not invoice.lines.exists():
         raise ValidationFailed("An invoice needs at least one line before it is issued.")
-    customer = invoice.customer
-    payment_terms = customer.payment_terms
     issued_on = issue_date or timezone.localdate()
-    invoice.series = SERIES_BY_KIND[invoice.kind]
-    invoice.sequence_year = issued_on.year
-    invoice.sequence_number = number_next(series=invoice.series, year=issued_on.year)
-    invoice.number = f"{invoice.series}-{issued_on.year}-{invoice.sequence_number:06d}"
-    invoice.issue_date = issued_on
-    if invoice.kind == InvoiceKind.CREDIT_NOTE:
-        invoice.due_date = issued_on  # a credit is available at once
-    else:
-        invoice.due_date = terms.due_date(issued_on, payment_terms.due_days, payment_terms.end_of_month)
-    invoice.customer_snapshot = customer.snapshot()
-    invoice.terms_snapshot = payment_terms.snapshot(invoice.currency)
-    invoice.seller_snapshot = dict(settings.OTC_COMPANY)
-    invoice.status = InvoiceStatus.PAID if invoice.gross_total == 0 else InvoiceStatus.ISSUED
-    invoice.issued_at = timezone.now()
-    invoice.issued_by = actor_user(actor)
-    invoice.pdf_status = PdfStatus.PENDING
+    invoice_set_issue_fields(invoice, customer=invoice.customer, issued_on=issued_on, actor=actor)
+    invoice_set_number(invoice, number_next(series=invoice.series, year=issued_on.year))
     invoice.content_sha256 = invoice.fingerprint()
     invoice.save()
-    audit_record(
-        actor=actor,
-        action="invoice.issued",
-        obj=invoice,
-        changes={"number": invoice.number, "gross_total": str(invoice.gross_total)},
-    )
+    audit_record(actor=actor, action="invoice.issued", obj=invoice, changes=invoice_issued_changes(invoice))
     from .tasks import invoice_render_pdf
 
     enqueue_on_commit(invoice_render_pdf, invoice.pk)
