@@ -70,7 +70,13 @@ def test_customer_to_cash_through_the_api(api, make_issued_invoice):
         201,
     )
     assert payment["allocations"] == [
-        {"invoice": invoice["id"], "invoice_number": invoice["number"], "amount": "360.00"}
+        {
+            "invoice": invoice["id"],
+            "invoice_number": invoice["number"],
+            "amount": "360.00",
+            "discount": "0.00",
+            "reversed_at": None,
+        }
     ]
     assert payment["unallocated_amount"] == "0.00"
 
