@@ -355,6 +355,7 @@ class BulkSeeder:
         self.seller = Json(dict(settings.OTC_COMPANY))
 
     def run(self) -> Result:
+        self.started = time.monotonic()
         with transaction.atomic():
             with connection.cursor() as cursor:
                 # Foreign keys are checked per statement, not queued up to the commit for millions of rows.
@@ -637,7 +638,7 @@ class BulkSeeder:
             if (i + 1) % BATCH == 0:
                 for copier in copiers.values():
                     copier.flush()
-                self.log(f"    {i + 1} invoices")
+                self.log(f"    {i + 1} invoices, {time.monotonic() - self.started:.0f} s")
         for copier in copiers.values():
             copier.flush()
         _reset_sequences(copiers)
