@@ -692,7 +692,8 @@ class Command(BaseCommand):
     def handle(
         self, *args, customers: int, months: int | None, seed: int, until: date | None, invoices: int | None, **options
     ):
-        months = months or (24 if invoices else 12)
+        if months is None:
+            months = 24 if invoices else 12
         if invoices is not None and not 1 <= invoices <= 20_000_000:
             raise CommandError("--invoices must be between 1 and 20000000.")
         if invoices and connection.vendor != "postgresql":
