@@ -1,19 +1,24 @@
 """REST API for the KPIs: the headline list, the full set for a period, aging, the monthly trend and
-the per-customer table. Read-only, computed with SQL aggregates (the trend reads snapshots first)."""
+the per-customer table. Read-only, computed with SQL aggregates (the trend reads snapshots first).
+And customer feedback (ratings), read and recorded by staff."""
 
 from datetime import timedelta
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, viewsets
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from billing.api import ERRORS
+from billing.api import ACTION_ERRORS, ERRORS
 from billing.models import Customer
+from invoicing.models import Invoice
 from otc.api import Pagination
 
 from . import selectors
+from .feedback import COMMENT_MAX, feedback_list, feedback_record
+from .models import Feedback, FeedbackSource
 
 MAX_PERIOD_DAYS = 3 * 366
 
@@ -256,3 +261,84 @@ class KpiViewSet(viewsets.ViewSet):
         paginator = Pagination()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(CustomerFiguresSerializer(page, many=True).data)
+
+
+class FeedbackSerializer(serializers.ModelSerializer):
+    invoice_number = serializers.CharField(source="invoice.number", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Feedback
+        fields = [
+            "id",
+            "invoice",
+            "invoice_number",
+            "customer",
+            "rating",
+            "comment",
+            "source",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class FeedbackCreateSerializer(serializers.Serializer):
+    invoice = serializers.PrimaryKeyRelatedField(queryset=Invoice.objects.all())
+    rating = serializers.IntegerField(min_value=1, max_value=5)
+    comment = serializers.CharField(max_length=COMMENT_MAX, required=False, allow_blank=True, default="")
+
+
+class FeedbackFilter(filters.FilterSet):
+    customer = filters.NumberFilter(field_name="customer_id")
+    invoice = filters.NumberFilter(field_name="invoice_id")
+    rating = filters.NumberFilter()
+    rating_min = filters.NumberFilter(field_name="rating", lookup_expr="gte")
+    rating_max = filters.NumberFilter(field_name="rating", lookup_expr="lte")
+    created_at = filters.IsoDateTimeFromToRangeFilter()
+
+    class Meta:
+        model = Feedback
+        fields = ["customer", "invoice", "rating", "source"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List customer feedback"),
+    retrieve=extend_schema(summary="Show one feedback answer"),
+)
+@extend_schema(tags=["kpis"])
+class FeedbackViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Customer satisfaction answers (1-5 and a comment), one per invoice: from the signed link on
+    invoices and their e-mails (source `link`) or recorded by staff after a call (source `call`)."""
+
+    serializer_class = FeedbackSerializer
+    filterset_class = FeedbackFilter
+    search_fields = ["comment", "invoice__number"]
+    ordering_fields = ["id", "created_at", "rating"]
+
+    def get_queryset(self):
+        return feedback_list().order_by("-created_at", "-id")
+
+    def get_serializer_class(self):
+        return FeedbackCreateSerializer if self.action == "create" else FeedbackSerializer
+
+    @extend_schema(
+        summary="Record feedback taken during a call",
+        description="Stored with source `call` and the caller as author. An invoice keeps one answer: "
+        "a second one is refused with 409.",
+        request=FeedbackCreateSerializer,
+        responses={201: FeedbackSerializer, **ACTION_ERRORS},
+    )
+    def create(self, request, *args, **kwargs):
+        serializer = FeedbackCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        feedback = feedback_record(
+            invoice=data["invoice"],
+            rating=data["rating"],
+            comment=data["comment"],
+            source=FeedbackSource.CALL,
+            actor=request.user,
+        )
+        fresh = feedback_list().get(pk=feedback.pk)
+        return Response(FeedbackSerializer(fresh).data, status=status.HTTP_201_CREATED)

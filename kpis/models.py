@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -6,27 +7,39 @@ from invoicing.models import Invoice
 
 
 class FeedbackSource(models.TextChoices):
-    """How a rating reached us: the signed link in the invoice e-mail, or a call noted by staff."""
+    """How the rating reached us: the customer's signed link, or staff noting it during a call."""
 
     LINK = "link", "Feedback link"
     CALL = "call", "Phone call"
 
 
 class Feedback(models.Model):
-    """A customer's rating (1-5) of one invoice; feeds CSAT and the response rate."""
+    """A customer's satisfaction with one invoice: a 1-5 rating and a comment. One per invoice,
+    whoever records it first (the link or a call); it feeds CSAT."""
 
     invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="feedback")
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="feedback")
     rating = models.PositiveSmallIntegerField()
     comment = models.TextField(blank=True)
-    source = models.CharField(max_length=10, choices=FeedbackSource.choices, default=FeedbackSource.LINK)
+    source = models.CharField(max_length=10, choices=FeedbackSource.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who recorded it; empty when the customer answered through the link.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name_plural = "feedback"
         constraints = [
             models.CheckConstraint(condition=Q(rating__gte=1) & Q(rating__lte=5), name="feedback_rating_1_to_5"),
+            models.CheckConstraint(condition=Q(source__in=["link", "call"]), name="feedback_source_known"),
         ]
+        indexes = [models.Index(fields=["customer", "-created_at"]), models.Index(fields=["created_at"])]
 
     def __str__(self):
         return f"{self.invoice}: {self.rating}/5"

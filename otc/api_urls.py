@@ -9,7 +9,7 @@ from rest_framework.routers import DefaultRouter
 from billing.api import CustomerViewSet, PaymentTermsViewSet, TaxRateViewSet
 from invoicing.api import InvoiceViewSet, OrderViewSet
 from invoicing.api_delivery import PrintBatchViewSet
-from kpis.api import KpiViewSet
+from kpis.api import FeedbackViewSet, KpiViewSet
 from orders.api import ProductViewSet
 from payments.api import CustomerStatementView, GatewayWebhookView, PaymentViewSet
 from payments.api_bank import BankAccountViewSet, BankLineViewSet, BankStatementViewSet
@@ -24,6 +24,7 @@ router.register("orders", OrderViewSet, basename="api-order")
 router.register("invoices", InvoiceViewSet, basename="api-invoice")
 router.register("payments", PaymentViewSet, basename="api-payment")
 router.register("kpis", KpiViewSet, basename="api-kpi")
+router.register("feedback", FeedbackViewSet, basename="api-feedback")
 router.register("print-batches", PrintBatchViewSet, basename="api-print-batch")
 router.register("bank-accounts", BankAccountViewSet, basename="api-bank-account")
 router.register("bank-statements", BankStatementViewSet, basename="api-bank-statement")

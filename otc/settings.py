@@ -297,6 +297,9 @@ OTC_COMPANY = {
     "bic": env("OTC_COMPANY_BIC", default="AGRIFRPP"),
 }
 
+# Where customers reach the public pages (the feedback link on invoices and their e-mails).
+OTC_PUBLIC_URL = env("OTC_PUBLIC_URL", default="http://localhost:8000")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -106,7 +106,7 @@ def build_ledger():
     led.pay(inv["I5"], 500, date(2026, 4, 2))
     led.pay(inv["P1"], 40, date(2026, 3, 25))
     led.pay(inv["J1"], 800, date(2026, 3, 3))
-    Feedback.objects.create(invoice=inv["I3"], customer=a, rating=5)
+    Feedback.objects.create(invoice=inv["I3"], customer=a, rating=5, source="link")
     Feedback.objects.create(invoice=inv["J2"], customer=b, rating=3, source="call")
     return {"a": a, "b": b, "c": c, **inv}
 

@@ -18,7 +18,7 @@ from decimal import ROUND_CEILING, Decimal
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.text import slugify
@@ -670,7 +670,17 @@ class Command(BaseCommand):
             default=len(CUSTOMERS),
             help=f"How many demo customers (1-{len(CUSTOMERS)}; default {len(CUSTOMERS)}).",
         )
-        parser.add_argument("--months", type=int, default=12, help="Months of history ending today (default 12).")
+        parser.add_argument(
+            "--months", type=int, default=None, help="Months of history ending today (default 12; 24 with --invoices)."
+        )
+        parser.add_argument(
+            "--invoices",
+            type=int,
+            default=None,
+            help="Build a large history of this many invoices (with their orders, about as many payments and "
+            "one customer per 50 invoices) by bulk COPY instead of the services: for load tests and benchmarks. "
+            "PostgreSQL only.",
+        )
         parser.add_argument("--seed", type=int, default=2026, help="Random seed: the same seed gives the same data.")
         parser.add_argument(
             "--until",
@@ -679,7 +689,18 @@ class Command(BaseCommand):
             help="Last day of the history, YYYY-MM-DD (default today): the same day and seed give the same data.",
         )
 
-    def handle(self, *args, customers: int, months: int, seed: int, until: date | None, **options):
+    def handle(
+        self, *args, customers: int, months: int | None, seed: int, until: date | None, invoices: int | None, **options
+    ):
+        if months is None:
+            months = 24 if invoices else 12
+        if invoices is not None and not 1 <= invoices <= 20_000_000:
+            raise CommandError("--invoices must be between 1 and 20000000.")
+        if invoices and connection.vendor != "postgresql":
+            raise CommandError(
+                "--invoices writes with PostgreSQL COPY and needs a PostgreSQL database (set DATABASE_URL); "
+                f"this one is {connection.vendor}. Without --invoices, seed_demo makes the normal demo history here."
+            )
         if not 1 <= customers <= len(CUSTOMERS):
             raise CommandError(f"--customers must be between 1 and {len(CUSTOMERS)}.")
         if not 1 <= months <= 60:
@@ -697,6 +718,10 @@ class Command(BaseCommand):
             self._login_hint()
             return
         started = time.monotonic()
+        if invoices:
+            self._bulk(invoices=invoices, customers=customers, months=months, seed=seed, until=until)
+            self._report_bulk(time.monotonic() - started)
+            return
         with pdf_rendering_on_worker(), transaction.atomic():
             seeder = Seeder(
                 rng=random.Random(seed),
@@ -708,6 +733,43 @@ class Command(BaseCommand):
             seeder.run()
         elapsed = time.monotonic() - started
         self._report(seeder, elapsed)
+
+    def _bulk(self, *, invoices: int, customers: int, months: int, seed: int, until: date | None) -> None:
+        from otc.seed_bulk import BulkSeeder
+
+        rng = random.Random(seed)
+        today = until or timezone.localdate()
+        self.stdout.write(f"Seeding {invoices} invoices over {months} months by bulk COPY...")
+        with transaction.atomic():
+            master = Seeder(rng=rng, today=today, months=months, customers=customers, actor=self._demo_user())
+            master.master_data()
+            self.bulk_result = BulkSeeder(
+                master=master,
+                quantities=QUANTITIES,
+                invoices=invoices,
+                rng=rng,
+                today=today,
+                start=master.start,
+                actor=master.actor,
+                log=self.stdout.write,
+            ).run()
+        self.bulk_period = (master.start, today)
+
+    def _report_bulk(self, elapsed: float) -> None:
+        r = self.bulk_result
+        rows = r.customers + r.orders * 2 + r.lines * 2 + r.payments + r.allocations
+        start, end = self.bulk_period
+        out = self.stdout.write
+        out(
+            self.style.SUCCESS(
+                f"Seeded the large history in {elapsed:.1f} s ({start} to {end}, ~{rows / elapsed:,.0f} rows/s):"
+            )
+        )
+        out(f"  {r.customers} customers, {r.orders} orders, {r.invoices} invoices with {r.lines} lines")
+        out("  invoices: " + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(r.statuses.items())))
+        out(f"  {r.payments} payments, {r.allocations} allocations")
+        out("  No PDFs were rendered for the bulk history: an administrator can request one from the admin.")
+        self._login_hint()
 
     def _demo_user(self):
         user_model = get_user_model()
