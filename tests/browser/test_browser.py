@@ -112,7 +112,7 @@ def test_order_to_cash_spine(page, login, screenshot, products, no_worker):
 
     # Paid in full from the invoice's "Record payment" button (pre-filled with the balance).
     page.get_by_role("link", name="Record payment").click()
-    expect(page.get_by_label("Amount")).to_have_value("462.62")
+    expect(page.locator("#id_amount")).to_have_value("462.62")
     page.get_by_label("Method").select_option(label="Bank transfer")
     page.get_by_label("Reference").fill("VIR BRASSERIE 778")
     page.get_by_role("button", name="Record payment").click()
