@@ -255,7 +255,7 @@ def load(n: int, overdue: float, as_of: date) -> dict:
                 CASE WHEN k %% 1000 < %(permille)s THEN %(as_of)s::date - (6 + k %% 90)
                      ELSE %(as_of)s::date + (k %% 30) END AS due,
                 CASE WHEN k %% 10 = 3 THEN 60 + (k %% 97)::numeric
-                     ELSE 120 + ((k * 7919) %% 500000)::numeric / 100 END AS gross) g
+                     ELSE 120 + ((k::bigint * 7919) %% 500000)::numeric / 100 END AS gross) g
             """,
             params,
         )
