@@ -62,6 +62,34 @@ def make_issued_invoice(user, make_fulfilled_order):
     return make
 
 
+_worker_started = False
+
+
+@pytest.fixture(autouse=True)
+def _worker_idle_before_flush(request):
+    """After a test that commits (transaction=True), once the session's worker is running: drop the
+    tasks the test queued (they point at rows the flush removes) and wait until the worker is idle,
+    so that no task holds rows while the tables are truncated (a deadlock otherwise)."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    if not _worker_started or marker is None or not marker.kwargs.get("transaction"):
+        return
+    import time
+
+    from django.conf import settings
+
+    from otc.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        active = app.control.inspect(timeout=0.5).active() or {}
+        if not any(active.values()):
+            break
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def _celery_worker_session(django_db_setup, tmp_path_factory):
     """A real Celery worker in its own process, on the Redis broker and the test database."""
@@ -84,6 +112,7 @@ def _celery_worker_session(django_db_setup, tmp_path_factory):
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
     }
+    global _worker_started
     hostname = f"test-{os.getpid()}@%h"
     log = open(tmp_path_factory.mktemp("worker") / "worker.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -119,6 +148,7 @@ def _celery_worker_session(django_db_setup, tmp_path_factory):
     else:
         proc.terminate()
         raise RuntimeError(f"Celery worker did not answer within 60 s; see {log.name}")
+    _worker_started = True
     yield proc
     proc.terminate()
     proc.wait(timeout=30)
