@@ -34,12 +34,10 @@ from django.template import Context, Template
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing.jobs import enqueue_on_commit
-from billing.models import BillingMethod, Customer, TaxCategory
+from billing.models import BillingMethod, Customer
 from billing.money import HUNDRED, quantize
 from billing.services import audit_record
-from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PdfStatus
-from invoicing.services import number_block
+from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 
 from . import statements
 from .models import (
@@ -140,64 +138,15 @@ def _fee_room(invoice: Invoice) -> Decimal | None:
 
 
 def _issue_fee_invoices(charges: list[tuple[Invoice, DunningLevel, Decimal]]) -> list[Invoice]:
-    """One PEN invoice per reminder fee, numbered in one block, like the penalty run's."""
-    issue_date = timezone.localdate()
-    first = number_block(series="PEN", year=issue_date.year, count=len(charges))
-    seller = dict(settings.OTC_COMPANY)
-    now = timezone.now()
-    docs = []
-    for n, (invoice, _level, fee) in enumerate(charges):
-        seq = first + n
-        docs.append(
-            Invoice(
-                kind=InvoiceKind.PENALTY,
-                series="PEN",
-                sequence_year=issue_date.year,
-                sequence_number=seq,
-                number=f"PEN-{issue_date.year}-{seq:06d}",
-                customer_id=invoice.customer_id,
-                status=InvoiceStatus.ISSUED,
-                issue_date=issue_date,
-                due_date=issue_date,
-                currency=invoice.currency,
-                net_total=fee,
-                tax_total=ZERO,
-                gross_total=fee,
-                customer_snapshot=invoice.customer_snapshot,
-                terms_snapshot=invoice.terms_snapshot,
-                seller_snapshot=seller,
-                original=invoice,
-                tax_breakdown=[{"rate": "0.00", "category": TaxCategory.EXEMPT, "taxable": str(fee), "tax": "0.00"}],
-                issued_at=now,
-                pdf_status=PdfStatus.PENDING,
-            )
-        )
-    Invoice.objects.bulk_create(docs)
-    lines = [
-        InvoiceLine(
-            invoice=doc,
-            position=1,
-            description=f"Reminder fee ({level.name}) for late payment of {invoice.number}",
-            quantity=Decimal("1"),
-            unit="unit",
-            unit_price=fee,
-            tax_percent=ZERO,
-            tax_category=TaxCategory.EXEMPT,
-            tax_note=FEE_TAX_NOTE,
-            net_amount=fee,
-        )
-        for doc, (invoice, level, fee) in zip(docs, charges, strict=True)
-    ]
-    InvoiceLine.objects.bulk_create(lines)
-    by_doc = {line.invoice_id: line for line in InvoiceLine.objects.filter(invoice__in=docs)}
-    for doc in docs:
-        doc.content_sha256 = doc.fingerprint(lines=[by_doc[doc.pk]])
-    Invoice.objects.bulk_update(docs, ["content_sha256"])
-    from invoicing.tasks import invoice_render_pdf
+    """One PEN invoice per reminder fee, written as the penalty run writes its penalty invoices."""
+    from .penalties import issue_penalty_invoices
 
-    for doc in docs:
-        enqueue_on_commit(invoice_render_pdf, doc.pk)
-    return docs
+    return issue_penalty_invoices(
+        [
+            (invoice, [(f"Reminder fee ({level.name}) for late payment of {invoice.number}", fee)], FEE_TAX_NOTE)
+            for invoice, level, fee in charges
+        ]
+    )
 
 
 def dunning_notice_create(

@@ -118,6 +118,78 @@ def _store_hashes(docs: list[Invoice]) -> None:
         )
 
 
+def issue_penalty_invoices(
+    items: list[tuple[Invoice, list[tuple[str, Decimal]], str]], *, issue_date: date | None = None
+) -> list[Invoice]:
+    """Issue one `penalty` invoice (series PEN) per item `(overdue invoice, lines as (description,
+    amount), tax note)`: numbered in one block, VAT-exempt, due at once, the overdue invoice's
+    snapshots, content hash written; PDFs queued on commit in chunks. For the penalty run and for
+    reminder fees; the caller holds the overdue invoices locked."""
+    if not items:
+        return []
+    from invoicing.tasks import render_pdfs_on_commit
+
+    issue_date = issue_date or timezone.localdate()
+    first = number_block(series="PEN", year=issue_date.year, count=len(items))
+    seller = dict(settings.OTC_COMPANY)
+    now = timezone.now()
+    docs = []
+    for n, (invoice, lines, _note) in enumerate(items):
+        seq = first + n
+        total = sum((amount for _d, amount in lines), Decimal("0.00"))
+        docs.append(
+            Invoice(
+                kind=InvoiceKind.PENALTY,
+                series="PEN",
+                sequence_year=issue_date.year,
+                sequence_number=seq,
+                number=f"PEN-{issue_date.year}-{seq:06d}",
+                customer_id=invoice.customer_id,
+                status=InvoiceStatus.ISSUED,
+                issue_date=issue_date,
+                due_date=issue_date,
+                currency=invoice.currency,
+                net_total=total,
+                tax_total=Decimal("0.00"),
+                gross_total=total,
+                customer_snapshot=invoice.customer_snapshot,
+                terms_snapshot=invoice.terms_snapshot,
+                seller_snapshot=seller,
+                original=invoice,
+                tax_breakdown=[{"rate": "0.00", "category": TaxCategory.EXEMPT, "taxable": str(total), "tax": "0.00"}],
+                issued_at=now,
+                pdf_status=PdfStatus.PENDING,
+            )
+        )
+    Invoice.objects.bulk_create(docs)
+    InvoiceLine.objects.bulk_create(
+        [
+            InvoiceLine(
+                invoice=doc,
+                position=position,
+                description=description,
+                quantity=Decimal("1"),
+                unit="unit",
+                unit_price=amount,
+                tax_percent=Decimal("0"),
+                tax_category=TaxCategory.EXEMPT,
+                tax_note=note,
+                net_amount=amount,
+            )
+            for doc, (_invoice, lines, note) in zip(docs, items, strict=True)
+            for position, (description, amount) in enumerate(lines, start=1)
+        ]
+    )
+    stored: dict[int, list] = defaultdict(list)
+    for line in InvoiceLine.objects.filter(invoice__in=docs).order_by("invoice_id", "position", "id"):
+        stored[line.invoice_id].append(line)
+    for doc in docs:
+        doc.content_sha256 = doc.fingerprint(lines=stored[doc.pk])
+    _store_hashes(docs)
+    render_pdfs_on_commit([doc.pk for doc in docs])
+    return docs
+
+
 def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None = None, run_id: int | None = None):
     """Assess a batch of invoices; returns (assessments, penalty invoices, interest, fees)."""
     issue_date = issue_date or timezone.localdate()
@@ -179,71 +251,14 @@ def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None
                 planned.append((invoice, charge, policy["annual_rate"]))
 
         charged = [(inv, c, r) for inv, c, r in planned if c.total > 0]
-        penalties: dict[int, Invoice] = {}
-        if charged:
-            first = number_block(series="PEN", year=issue_date.year, count=len(charged))
-            seller = dict(settings.OTC_COMPANY)
-            now = timezone.now()
-            docs = []
-            for n, (invoice, charge, _rate) in enumerate(charged):
-                seq = first + n
-                docs.append(
-                    Invoice(
-                        kind=InvoiceKind.PENALTY,
-                        series="PEN",
-                        sequence_year=issue_date.year,
-                        sequence_number=seq,
-                        number=f"PEN-{issue_date.year}-{seq:06d}",
-                        customer_id=invoice.customer_id,
-                        status=InvoiceStatus.ISSUED,
-                        issue_date=issue_date,
-                        due_date=issue_date,
-                        currency=invoice.currency,
-                        net_total=charge.total,
-                        tax_total=Decimal("0.00"),
-                        gross_total=charge.total,
-                        customer_snapshot=invoice.customer_snapshot,
-                        terms_snapshot=invoice.terms_snapshot,
-                        seller_snapshot=seller,
-                        original=invoice,
-                        tax_breakdown=[
-                            {
-                                "rate": "0.00",
-                                "category": TaxCategory.EXEMPT,
-                                "taxable": str(charge.total),
-                                "tax": "0.00",
-                            }
-                        ],
-                        issued_at=now,
-                        pdf_status=PdfStatus.PENDING,
-                    )
-                )
-            Invoice.objects.bulk_create(docs)
-            line_rows = []
-            for doc, (invoice, charge, rate) in zip(docs, charged, strict=True):
-                penalties[invoice.pk] = doc
-                for pos, spec in enumerate(_lines_for(invoice, charge, rate), start=1):
-                    line_rows.append(
-                        InvoiceLine(
-                            invoice=doc,
-                            position=pos,
-                            description=spec["description"],
-                            quantity=Decimal("1"),
-                            unit="unit",
-                            unit_price=spec["net"],
-                            tax_percent=Decimal("0"),
-                            tax_category=TaxCategory.EXEMPT,
-                            tax_note=TAX_NOTE,
-                            net_amount=spec["net"],
-                        )
-                    )
-            InvoiceLine.objects.bulk_create(line_rows)
-            stored: dict[int, list] = defaultdict(list)
-            for line in InvoiceLine.objects.filter(invoice__in=docs).order_by("invoice_id", "position", "id"):
-                stored[line.invoice_id].append(line)
-            for doc in docs:
-                doc.content_sha256 = doc.fingerprint(lines=stored[doc.pk])
-            _store_hashes(docs)
+        docs = issue_penalty_invoices(
+            [
+                (invoice, [(spec["description"], spec["net"]) for spec in _lines_for(invoice, charge, rate)], TAX_NOTE)
+                for invoice, charge, rate in charged
+            ],
+            issue_date=issue_date,
+        )
+        penalties: dict[int, Invoice] = {invoice.pk: doc for (invoice, _c, _r), doc in zip(charged, docs, strict=True)}
 
         PenaltyAssessment.objects.bulk_create(
             [
@@ -264,10 +279,6 @@ def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None
         )
         interest = sum((c.interest for _, c, _ in planned), Decimal(0))
         fees = sum((c.fee for _, c, _ in planned), Decimal(0))
-        if penalties:
-            from invoicing.tasks import render_pdfs_on_commit
-
-            render_pdfs_on_commit([doc.pk for doc in penalties.values()])
         return len(planned), len(penalties), interest, fees
 
 
