@@ -12,7 +12,6 @@ first one holds locked and finds nothing left to do."""
 import csv
 import hashlib
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -20,11 +19,11 @@ from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from billing.bulk import insert_rows, reserve_ids, update_rows
 from billing.errors import Conflict, InvalidTransition, ValidationFailed
 from billing.models import AuditEvent, Customer, PaymentMethod
 from billing.services import actor_user, audit_record
@@ -425,7 +424,7 @@ def bank_statement_import(*, account: BankAccount, filename: str, raw: bytes, ac
                 )
                 for no, (line, ref) in enumerate(fresh, start=1)
             ]
-            _insert_rows(BankLine, LINE_INSERT_FIELDS, rows)
+            insert_rows(BankLine, LINE_INSERT_FIELDS, rows)
             if statement.processed_lines == statement.total_lines:
                 statement.status = BankStatementStatus.DONE
                 statement.finished_at = timezone.now()
@@ -716,103 +715,6 @@ def _close_orders(invoice_ids: list[int], actor) -> None:
         order_close(order=order, actor=actor)
 
 
-def _db_cast(f) -> str:
-    return f.db_type(connection) if not f.is_relation else f.target_field.rel_db_type(connection)
-
-
-def _db_value(f, value):
-    if isinstance(f, models.JSONField):
-        return json.dumps(value, cls=DjangoJSONEncoder)
-    return value
-
-
-def _insert_rows(model, fields: list[str], rows: list[tuple]) -> list[int]:
-    """Insert many rows, given as tuples in the order of `fields` (attribute names: `customer_id`),
-    and return their ids in order. On PostgreSQL one `INSERT ... SELECT FROM unnest(arrays)` per
-    5,000 rows, without building a model instance per row (that, and preparing every value one
-    by one, is most of bulk_create's cost for thousands of rows); elsewhere bulk_create."""
-    if not rows:
-        return []
-    meta = model._meta
-    # Fields the caller does not set get what bulk_create would give them: the model's default
-    # ("" for a text field without one), the time for auto_now(_add); nullable ones stay NULL.
-    defaulted = [
-        f
-        for f in meta.concrete_fields
-        if not f.primary_key and f.attname not in fields and (f.has_default() or not f.null)
-    ]
-    if defaulted:
-        now = timezone.now()
-        fields = [*fields, *(f.attname for f in defaulted)]
-        extra = tuple(
-            now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else f.get_default()
-            for f in defaulted
-        )
-        rows = [(*row, *extra) for row in rows]
-    cols = [meta.get_field(name) for name in fields]
-    if connection.vendor != "postgresql":
-        objs = model.objects.bulk_create(
-            [model(**{f.attname: v for f, v in zip(cols, row, strict=True)}) for row in rows], batch_size=500
-        )
-        return [o.pk for o in objs]
-    names = ", ".join(f'"{f.column}"' for f in cols)
-    casts = ", ".join(f"%s::{_db_cast(f)}[]" for f in cols)
-    sql = f'INSERT INTO "{meta.db_table}" ({names}) SELECT * FROM unnest({casts}) RETURNING "{meta.pk.column}"'  # noqa: S608
-    ids: list[int] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), 5000):
-            chunk = rows[start : start + 5000]
-            arrays = [
-                [_db_value(f, v) for v in values] for f, values in zip(cols, zip(*chunk, strict=True), strict=True)
-            ]
-            cursor.execute(sql, arrays)
-            ids.extend(r[0] for r in cursor.fetchall())
-    return ids
-
-
-def _reserve_ids(model, count: int) -> list[int]:
-    """Take `count` ids from the table's sequence (PostgreSQL); [] elsewhere."""
-    if connection.vendor != "postgresql" or not count:
-        return []
-    meta = model._meta
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [meta.db_table, meta.pk.column, count],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-def _update_rows(model, fields: list[str], rows: list[tuple]) -> None:
-    """Set `fields` (attribute names) of many rows, given as `(pk, *values)` tuples. On PostgreSQL
-    one `UPDATE ... FROM unnest(arrays)` per 5,000 rows: Django's bulk_update builds a CASE per
-    field over every row, which costs seconds per thousand rows; elsewhere bulk_update."""
-    if not rows:
-        return
-    meta = model._meta
-    cols = [meta.get_field(name) for name in fields]
-    if connection.vendor != "postgresql":
-        objs = [model(pk=row[0], **{f.attname: v for f, v in zip(cols, row[1:], strict=True)}) for row in rows]
-        model.objects.bulk_update(objs, [f.name for f in cols], batch_size=500)
-        return
-    casts = ", ".join([f"%s::{_db_cast(meta.pk)}[]"] + [f"%s::{_db_cast(f)}[]" for f in cols])
-    aliases = ", ".join(["pk_"] + [f"c{i}" for i in range(len(cols))])
-    assignments = ", ".join(f'"{f.column}" = v.c{i}' for i, f in enumerate(cols))
-    table = meta.db_table
-    sql = (
-        f'UPDATE "{table}" SET {assignments} FROM unnest({casts}) AS v({aliases}) '  # noqa: S608
-        f'WHERE "{table}"."{meta.pk.column}" = v.pk_'
-    )
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), 5000):
-            chunk = rows[start : start + 5000]
-            columns = list(zip(*chunk, strict=True))
-            arrays = [list(columns[0])] + [
-                [_db_value(f, v) for v in values] for f, values in zip(cols, columns[1:], strict=True)
-            ]
-            cursor.execute(sql, arrays)
-
-
 @dataclass
 class LineRow:
     """The fields of a bank line that matching reads, without a model instance per line."""
@@ -901,16 +803,16 @@ def _post_batch(lines: list[LineRow], decisions: dict[int, Decision], ctx: Match
         return {}
     fields = ["number", "customer_id", "method", "method_accepted", "amount", "currency", "received_on"]
     fields += ["reference", "source", "allocated_amount", "refunded_amount", "created_by_id", "created_at"]
-    reserved = _reserve_ids(Payment, len(payments))
+    reserved = reserve_ids(Payment, len(payments))
     if reserved:  # the number is known before the insert: PAY- and the id, as payment_record gives it
         payments = [(pk, f"PAY-{pk:06d}", *row[1:]) for pk, row in zip(reserved, payments, strict=True)]
-        payment_ids = _insert_rows(Payment, ["id", *fields], payments)
+        payment_ids = insert_rows(Payment, ["id", *fields], payments)
         numbers = [row[1] for row in payments]
     else:
-        payment_ids = _insert_rows(Payment, fields, payments)
+        payment_ids = insert_rows(Payment, fields, payments)
         numbers = [f"PAY-{pk:06d}" for pk in payment_ids]
-        _update_rows(Payment, ["number"], list(zip(payment_ids, numbers, strict=True)))
-    _insert_rows(
+        update_rows(Payment, ["number"], list(zip(payment_ids, numbers, strict=True)))
+    insert_rows(
         Allocation,
         ["payment_id", "invoice_id", "amount", "created_by_id", "created_at"],
         [
@@ -928,7 +830,7 @@ def _post_batch(lines: list[LineRow], decisions: dict[int, Decision], ctx: Match
         if status == InvoiceStatus.PAID:
             paid_now.append(pk)
         invoice_rows.append((pk, paid, status, now))
-    _update_rows(Invoice, ["amount_paid", "status", "updated_at"], invoice_rows)
+    update_rows(Invoice, ["amount_paid", "status", "updated_at"], invoice_rows)
     payment_type = ContentType.objects.get_for_model(Payment).pk
     audits = []
     for pid, number, plan, line in zip(payment_ids, numbers, plans, ok_lines, strict=True):
@@ -947,7 +849,7 @@ def _post_batch(lines: list[LineRow], decisions: dict[int, Decision], ctx: Match
             (user_id, "payment.allocated", payment_type, pid, number, {inv[1]: str(a) for inv, a in plan}, now)
         )
     fields = ["actor_id", "action", "content_type_id", "object_id", "object_repr", "changes", "created_at"]
-    _insert_rows(AuditEvent, fields, audits)
+    insert_rows(AuditEvent, fields, audits)
     _close_orders(sorted(paid_now), actor)
     return {line.pk: pid for line, pid in zip(ok_lines, payment_ids, strict=True)}
 
@@ -1006,7 +908,7 @@ def statement_match(
                     )
                 )
             fields = ["status", "reason", "customer_id", "suggested_invoice_ids", "payment_id", "matched_at"]
-            _update_rows(BankLine, fields, rows)
+            update_rows(BankLine, fields, rows)
             BankStatement.objects.filter(pk=statement_id).update(processed_lines=F("processed_lines") + len(lines))
         done_batches += 1
     with transaction.atomic():
