@@ -227,3 +227,47 @@ def test_penalty_invoice_says_so(billed):
     assert "Please transfer" in text
     for line in penalty.lines.all():
         assert line.description[:40] in text
+
+
+def _drawn(data: bytes) -> list:
+    """What each page draws (its content stream) and where it links to: equal for two PDFs that
+    look the same, whatever their metadata (creation date, file id)."""
+    pages = []
+    for page in PdfReader(io.BytesIO(data)).pages:
+        links = [(list(a.get_object()["/Rect"]), a.get_object()["/A"].get("/URI")) for a in page.get("/Annots") or []]
+        pages.append((page.get_contents().get_data(), links))
+    return pages
+
+
+@pytest.mark.parametrize("kind", ["invoice", "credit_note", "void"])
+def test_lean_user_agent_stylesheet_draws_the_same_page(billed, kind):
+    """The invoice documents are rendered with a user-agent stylesheet cut down to the elements
+    they use (it saves style computation); each page must come out exactly as WeasyPrint's own
+    stylesheet draws it, links included."""
+    from weasyprint import HTML
+
+    from invoicing.pdf import html_to_pdf, invoice_html, lean_ua_applies
+
+    invoice, _ = billed
+    if kind == "credit_note":
+        invoice = invoicing.invoice_credit(
+            invoice=invoice, reason="Damaged chair", amount=D("10.00"), tax_percent=D("20.00")
+        )
+    elif kind == "void":
+        invoice = invoicing.invoice_void(invoice=invoice, reason="Issued twice")
+    html = invoice_html(invoice)
+    assert lean_ua_applies(html)
+    ours = _drawn(html_to_pdf(html))
+    weasyprint_default = _drawn(HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf())
+    assert ours == weasyprint_default
+    assert any(links for _content, links in ours) == ("/feedback/" in html)
+
+
+def test_documents_with_other_elements_keep_weasyprint_stylesheet():
+    from invoicing.pdf import lean_ua_applies
+
+    page = "<html><head><style>p { color: red }</style></head><body><p>Total <b>10.00</b><br>due</p></body></html>"
+    assert lean_ua_applies(page)
+    assert not lean_ua_applies(page.replace("<b>10.00</b>", "<ul><li>10.00</li></ul>"))
+    assert not lean_ua_applies(page.replace("<p>", '<p dir="rtl">'))
+    assert not lean_ua_applies(page.replace("<b>", "<b hidden>"))
