@@ -17,6 +17,8 @@ ensure_venv runtime
 export PATH="$VENV/bin:$PATH"
 load_dotenv
 export PORT=${PORT:-8000} HOST=${HOST:-127.0.0.1}
+# Links in e-mails and PDFs (the feedback page) point at this server unless set otherwise.
+export OTC_PUBLIC_URL=${OTC_PUBLIC_URL:-http://$HOST:$PORT}
 mkdir -p var "${STATIC_ROOT:-var/static}"
 
 if [ -n "${DATABASE_URL:-}" ]; then
