@@ -202,8 +202,10 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         description="All or nothing: when an allocation is refused (above an invoice's balance or what is "
         "left of the payment) nothing is saved.",
         request=PaymentCreateSerializer,
-        responses={201: PaymentSerializer, **ERRORS},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: PaymentSerializer, **ERRORS, 409: ErrorSerializer, 422: ErrorSerializer},
     )
+    @idempotent
     def create(self, request, *args, **kwargs):
         serializer = PaymentCreateSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
@@ -227,9 +229,11 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="Allocate what is left of a payment",
         request=AllocateSerializer,
-        responses={200: PaymentSerializer, **ACTION_ERRORS},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PaymentSerializer, **ACTION_ERRORS, 422: ErrorSerializer},
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def allocate(self, request, pk=None):
         payment = self.get_object()
         serializer = AllocateSerializer(data=request.data)

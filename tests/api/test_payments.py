@@ -268,3 +268,37 @@ def test_payment_list_query_count_does_not_grow_with_rows(
     assert len(results) == 6
     assert sum(len(r["allocations"]) for r in results) >= 6
     assert all(a["invoice_number"].startswith("INV-") for r in results for a in r["allocations"])
+
+
+def test_a_retried_payment_with_the_same_idempotency_key_is_recorded_once(api, eur_customer, two_invoices):
+    """A client that lost the response and posts again must not record the money twice."""
+    older, _newer = two_invoices
+    payload = {"customer": eur_customer.pk, "method": "bank_transfer", "amount": "100.00", "reference": "SEPA 1"}
+    first = api.post("/api/v1/payments/", payload, format="json", HTTP_IDEMPOTENCY_KEY="pay-1")
+    again = api.post("/api/v1/payments/", payload, format="json", HTTP_IDEMPOTENCY_KEY="pay-1")
+    assert first.status_code == again.status_code == 201, first.content
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+    assert Payment.objects.filter(customer=eur_customer).count() == 1
+    older.refresh_from_db()
+    assert older.amount_paid == Decimal("100.00")
+
+    other = api.post("/api/v1/payments/", {**payload, "amount": "90.00"}, format="json", HTTP_IDEMPOTENCY_KEY="pay-1")
+    assert other.status_code == 422, other.content
+    assert Payment.objects.filter(customer=eur_customer).count() == 1
+    # Without a key, two posts are two payments: the key is what makes a retry safe.
+    assert pay(api, eur_customer).status_code == pay(api, eur_customer).status_code == 201
+    assert Payment.objects.filter(customer=eur_customer).count() == 3
+
+
+def test_a_retried_allocation_with_the_same_idempotency_key_allocates_once(api, eur_customer, make_issued_invoice):
+    payment_id = pay(api, eur_customer, amount="100.00").json()["id"]  # nothing open yet: all credit
+    invoice = make_issued_invoice(eur_customer)
+    url = f"/api/v1/payments/{payment_id}/allocate/"
+    body = {"allocations": [{"invoice": invoice.pk, "amount": "40.00"}]}
+    first = api.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="alloc-1")
+    again = api.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="alloc-1")
+    assert first.status_code == again.status_code == 200, first.content
+    assert again["Idempotent-Replayed"] == "true"
+    invoice.refresh_from_db()
+    assert invoice.amount_paid == Decimal("40.00")
+    assert Allocation.objects.filter(payment_id=payment_id).count() == 1
