@@ -106,6 +106,7 @@ def _detail_context(invoice: Invoice, *, void_form: InvoiceVoidForm | None = Non
         "credits_applied": invoice.credit_applications.select_related("invoice").order_by("pk"),
         "corrections": corrections,
         "credit_notes": [c for c in corrections if c.kind == InvoiceKind.CREDIT_NOTE],
+        "penalty_invoices": [c for c in corrections if c.kind == InvoiceKind.PENALTY],
         "orders": Order.objects.filter(lines__invoice_lines__invoice=invoice).distinct().order_by("pk"),
         "days_overdue": (today - invoice.due_date).days
         if invoice.is_open and invoice.kind != InvoiceKind.CREDIT_NOTE and invoice.due_date < today

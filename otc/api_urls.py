@@ -11,7 +11,7 @@ from invoicing.api import InvoiceViewSet, OrderViewSet
 from invoicing.api_delivery import PrintBatchViewSet
 from kpis.api import FeedbackViewSet, KpiViewSet
 from orders.api import ProductViewSet
-from payments.api import CustomerStatementView, GatewayWebhookView, PaymentViewSet
+from payments.api import CustomerStatementView, GatewayWebhookView, PaymentViewSet, PenaltyAssessmentViewSet
 from payments.api_bank import BankAccountViewSet, BankLineViewSet, BankStatementViewSet
 
 router = DefaultRouter()
@@ -23,6 +23,7 @@ router.register("products", ProductViewSet, basename="api-product")
 router.register("orders", OrderViewSet, basename="api-order")
 router.register("invoices", InvoiceViewSet, basename="api-invoice")
 router.register("payments", PaymentViewSet, basename="api-payment")
+router.register("penalties", PenaltyAssessmentViewSet, basename="api-penalty")
 router.register("kpis", KpiViewSet, basename="api-kpi")
 router.register("feedback", FeedbackViewSet, basename="api-feedback")
 router.register("print-batches", PrintBatchViewSet, basename="api-print-batch")

@@ -31,7 +31,8 @@ from invoicing.models import Invoice
 from otc.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 
 from . import services, webhooks
-from .models import Allocation, Payment, PaymentSource, Refund, WebhookEventType, WebhookOutcome
+from .models import Allocation, Payment, PaymentSource, PenaltyAssessment, Refund, WebhookEventType, WebhookOutcome
+from .penalties import penalty_waive
 from .statements import statement_pdf
 
 
@@ -465,3 +466,81 @@ class CustomerStatementView(APIView):
             content_type="application/pdf",
             headers={"Content-Disposition": f'attachment; filename="statement-{customer.code}-{as_of:%Y-%m-%d}.pdf"'},
         )
+
+
+class PenaltyAssessmentSerializer(serializers.ModelSerializer):
+    invoice_number = serializers.CharField(source="invoice.number", read_only=True)
+    penalty_invoice_number = serializers.CharField(source="penalty_invoice.number", read_only=True, default=None)
+    total = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+    waived_by = serializers.CharField(source="waived_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = PenaltyAssessment
+        fields = [
+            "id",
+            "invoice",
+            "invoice_number",
+            "period_start",
+            "period_end",
+            "days",
+            "annual_rate",
+            "interest",
+            "fee",
+            "total",
+            "capped",
+            "penalty_invoice",
+            "penalty_invoice_number",
+            "run",
+            "waived_at",
+            "waived_by",
+            "waive_reason",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class PenaltyWaiveSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=200, help_text="Printed on the credit note and kept in the audit trail.")
+
+
+class PenaltyFilter(filters.FilterSet):
+    invoice = filters.NumberFilter(field_name="invoice_id")
+    customer = filters.NumberFilter(field_name="invoice__customer_id")
+    period_end = filters.DateFromToRangeFilter()
+    waived = filters.BooleanFilter(field_name="waived_at", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = PenaltyAssessment
+        fields = ["invoice", "customer", "capped", "period_end", "waived"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List late-payment penalty assessments"),
+    retrieve=extend_schema(summary="Show a penalty assessment"),
+)
+@extend_schema(tags=["payments"])
+class PenaltyAssessmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """What each penalty run charged on an overdue invoice: the period, the days, the interest and the
+    fixed fee, and the PEN invoice that bills them."""
+
+    serializer_class = PenaltyAssessmentSerializer
+    filterset_class = PenaltyFilter
+    ordering_fields = ["id", "period_end", "created_at"]
+    queryset = PenaltyAssessment.objects.select_related("invoice", "penalty_invoice", "waived_by").order_by("-id")
+
+    @extend_schema(
+        summary="Waive a penalty",
+        description="A credit note cancels the penalty invoice; the waiver is audited. 409 when it was waived already.",
+        request=PenaltyWaiveSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PenaltyAssessmentSerializer, **ACTION_ERRORS, 422: ErrorSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def waive(self, request, pk=None):
+        assessment = self.get_object()
+        serializer = PenaltyWaiveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        penalty_waive(assessment=assessment, reason=serializer.validated_data["reason"], actor=request.user)
+        fresh = self.get_queryset().get(pk=assessment.pk)
+        return Response(PenaltyAssessmentSerializer(fresh).data)

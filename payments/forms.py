@@ -168,6 +168,16 @@ class InvoiceDisputeForm(BootstrapForm):
     reason = forms.CharField(required=False, max_length=255, label="What does the customer dispute?")
 
 
+class PenaltyWaiveForm(BootstrapForm):
+    reason = forms.CharField(
+        max_length=200,
+        label="Why is the penalty waived?",
+        error_messages={
+            "required": "Say why the penalty is waived: the reason goes on the credit note and in the audit trail."
+        },
+    )
+
+
 class RefundForm(BootstrapForm):
     amount = forms.DecimalField(
         max_digits=14,

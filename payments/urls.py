@@ -22,4 +22,5 @@ urlpatterns = [
     path("bank/accounts/<int:pk>/", views_bank.bank_account_edit, name="bank-account-edit"),
     path("collections/", views_collections.collections, name="collections"),
     path("invoices/<int:pk>/dispute/", views_collections.invoice_dispute, name="invoice-dispute"),
+    path("penalties/<int:pk>/waive/", views_collections.penalty_waive_view, name="penalty-waive"),
 ]

@@ -17,8 +17,9 @@ from billing.views import filter_values, sorted_page
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceStatus
 from invoicing.services import invoice_dispute_set
 
-from .forms import CollectionsFilter, InvoiceDisputeForm
-from .models import DunningNotice
+from .forms import CollectionsFilter, InvoiceDisputeForm, PenaltyWaiveForm
+from .models import DunningNotice, PenaltyAssessment
+from .penalties import penalty_waive
 
 ZERO = Value(Decimal("0"), output_field=DecimalField(**MONEY))
 BUCKET_DAYS = {"1_30": (1, 30), "31_60": (31, 60), "61_90": (61, 90), "90": (91, None)}
@@ -124,3 +125,30 @@ def invoice_dispute(request, pk: int):
     else:
         messages.error(request, " ".join(m for errors in form.errors.values() for m in errors))
     return redirect(invoice)
+
+
+@login_required
+@require_POST
+def penalty_waive_view(request, pk: int):
+    """Waive a late-payment penalty (interest and fee of one assessment) with a reason: its
+    penalty invoice is cancelled by a credit note; audited. From the overdue invoice's page or the
+    penalty invoice's page; back to the page it came from."""
+    assessment = get_object_or_404(PenaltyAssessment.objects.select_related("invoice", "penalty_invoice"), pk=pk)
+    back = assessment.penalty_invoice if request.POST.get("back") == "penalty" and assessment.penalty_invoice else None
+    back = back or assessment.invoice
+    form = PenaltyWaiveForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(m for errors in form.errors.values() for m in errors))
+        return redirect(back)
+    try:
+        penalty_waive(assessment=assessment, reason=form.cleaned_data["reason"], actor=request.user)
+    except DomainError as e:
+        messages.error(request, e.message)
+    else:
+        total = assessment.interest + assessment.fee
+        messages.success(
+            request,
+            f"Penalty of {total} {assessment.invoice.currency} on {assessment.invoice} waived"
+            + (f": {assessment.penalty_invoice} is cancelled by a credit note." if assessment.penalty_invoice else "."),
+        )
+    return redirect(back)

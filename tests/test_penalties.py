@@ -243,3 +243,71 @@ def test_an_invoice_failing_in_a_chunk_goes_on_to_its_own_task(late_customer, ma
     tasks.invoice_render_pdfs([first.pk, second.pk])
     assert retried == [first.pk]
     assert Invoice.objects.get(pk=second.pk).pdf_status == "ready"
+
+
+@pytest.mark.django_db
+def test_staff_waive_a_penalty_from_the_invoice_page(overdue, user, client):
+    """The overdue invoice's page lists its penalties; a waiver needs a reason, then a credit note
+    cancels the penalty invoice and the page shows who waived it and why."""
+    from billing.models import AuditEvent
+
+    client.force_login(user)
+    assess(date(2026, 2, 6))
+    assessment = PenaltyAssessment.objects.get()
+    pen = assessment.penalty_invoice
+    page = client.get(overdue.get_absolute_url())
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'data-testid="penalties-card"' in text and pen.number in text and "40.91" in text
+
+    refused = client.post(f"/penalties/{assessment.pk}/waive/", {"reason": "  "}, follow=True)
+    assert "Say why the penalty is waived" in refused.content.decode()
+    assessment.refresh_from_db()
+    assert assessment.waived_at is None and not pen.corrections.exists()
+
+    done = client.post(f"/penalties/{assessment.pk}/waive/", {"reason": "Bank delay", "back": "penalty"}, follow=True)
+    assert done.redirect_chain[-1][0] == pen.get_absolute_url()
+    assert f"{pen.number} is cancelled by a credit note" in done.content.decode()
+    assessment.refresh_from_db()
+    pen.refresh_from_db()
+    assert (assessment.waive_reason, assessment.waived_by) == ("Bank delay", user)
+    assert pen.status == InvoiceStatus.PAID and pen.corrections.get().gross_total == D("40.91")
+    assert AuditEvent.objects.filter(action="penalty.waived").count() == 1
+    shown = client.get(overdue.get_absolute_url()).content.decode()
+    assert "Waived" in shown and "Bank delay" in shown and 'data-testid="waive-button"' not in shown
+
+    again = client.post(f"/penalties/{assessment.pk}/waive/", {"reason": "Twice"}, follow=True)
+    assert "was waived on" in again.content.decode()
+    assert pen.corrections.count() == 1
+
+
+@pytest.mark.django_db
+def test_penalties_api_lists_and_waives(overdue, user):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(user=user)
+    assess(date(2026, 2, 6))
+    listed = api.get("/api/v1/penalties/", {"invoice": overdue.pk})
+    assert listed.status_code == 200
+    (row,) = listed.json()["results"]
+    assert (row["invoice_number"], row["interest"], row["fee"], row["total"]) == (
+        overdue.number,
+        "0.91",
+        "40.00",
+        "40.91",
+    )
+    assert row["penalty_invoice_number"].startswith("PEN-") and row["waived_at"] is None
+
+    url = f"/api/v1/penalties/{row['id']}/waive/"
+    missing = api.post(url, {}, format="json")
+    assert missing.status_code == 400 and "reason" in missing.json()["details"]
+    done = api.post(url, {"reason": "Goodwill"}, format="json", HTTP_IDEMPOTENCY_KEY="w-1")
+    replay = api.post(url, {"reason": "Goodwill"}, format="json", HTTP_IDEMPOTENCY_KEY="w-1")
+    assert done.status_code == replay.status_code == 200, done.content
+    assert done.json()["waive_reason"] == "Goodwill" and done.json()["waived_by"] == user.username
+    again = api.post(url, {"reason": "Twice"}, format="json")
+    assert again.status_code == 409
+    assert Invoice.objects.filter(kind=InvoiceKind.CREDIT_NOTE).count() == 1
+    assert api.get("/api/v1/penalties/", {"waived": "true"}).json()["count"] == 1
+    assert api.get("/api/v1/penalties/", {"waived": "false"}).json()["count"] == 0

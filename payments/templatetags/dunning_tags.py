@@ -1,10 +1,11 @@
 """Dunning on pages of lower apps: the customer page shows the reminders sent, the invoice page the
-dispute flag. Billing and invoicing templates load these tags; their code never imports payments."""
+dispute flag and the late-payment penalties (with their waiver). Billing and invoicing templates
+load these tags; their code never imports payments."""
 
 from django import template
 from django.db.models import Prefetch
 
-from ..models import DunningItem, DunningNotice
+from ..models import DunningItem, DunningNotice, PenaltyAssessment
 
 register = template.Library()
 HISTORY_LIMIT = 10
@@ -26,3 +27,19 @@ def customer_dunning(customer):
 @register.inclusion_tag("payments/_invoice_dispute.html", takes_context=True)
 def invoice_dispute(context, invoice):
     return {"invoice": invoice, "csrf_token": context.get("csrf_token"), "request": context.get("request")}
+
+
+@register.inclusion_tag("payments/_invoice_penalties.html", takes_context=True)
+def invoice_penalties(context, invoice):
+    """The penalties charged on an overdue invoice, or the one a penalty invoice charges."""
+    if invoice.kind == "penalty":
+        assessments = PenaltyAssessment.objects.filter(penalty_invoice=invoice)
+    else:
+        assessments = PenaltyAssessment.objects.filter(invoice=invoice)
+    assessments = list(assessments.select_related("penalty_invoice", "waived_by").order_by("period_end", "pk"))
+    return {
+        "invoice": invoice,
+        "assessments": assessments,
+        "on_penalty": invoice.kind == "penalty",
+        "csrf_token": context.get("csrf_token"),
+    }

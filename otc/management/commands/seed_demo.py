@@ -19,7 +19,7 @@ from decimal import ROUND_CEILING, Decimal
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -27,7 +27,7 @@ from billing.errors import Conflict
 from billing.models import BillingMethod, Customer, PaymentCycle, PaymentTerms, TaxRate
 from billing.money import quantize
 from billing.services import customer_create, customer_update
-from invoicing.models import DeliveryStatus, Invoice, InvoiceStatus
+from invoicing.models import DeliveryStatus, Invoice, InvoiceKind, InvoiceStatus
 from invoicing.services import invoice_create_from_orders, invoice_issue
 from orders.models import Order, OrderEvent, OrderStatus, Product
 from orders.services import order_cancel, order_confirm, order_create, order_fulfill
@@ -596,6 +596,19 @@ class Seeder:
         )
         self.mark_delivered()
         self.backdate()
+        self.assess_penalties()
+
+    def assess_penalties(self) -> None:
+        """Late-payment penalties on what is overdue today, as the daily penalty run would charge
+        them on its first run: PEN invoices for the interest and fees of the invoices past grace."""
+        from payments import penalties
+
+        ids = list(penalties.candidates(as_of=self.today).order_by("pk").values_list("pk", flat=True))
+        for start in range(0, len(ids), penalties.BATCH_SIZE):
+            _assessed, issued, _interest, _fees = penalties.assess_batch(
+                invoice_ids=ids[start : start + penalties.BATCH_SIZE], as_of=self.today, issue_date=self.today
+            )
+            self.queued_pdfs += issued
 
     def mark_delivered(self) -> None:
         """Invoices issued before today went out at the time, e-mailed or printed and posted.
@@ -808,6 +821,11 @@ class Command(BaseCommand):
         out(
             f"  {Payment.objects.count()} payments, {Allocation.objects.count()} allocations, "
             f"{credit} with unallocated credit"
+        )
+        penalty_invoices = Invoice.objects.filter(kind=InvoiceKind.PENALTY)
+        out(
+            f"  {penalty_invoices.count()} late-payment penalty invoices "
+            f"({penalty_invoices.aggregate(t=Sum('gross_total'))['t'] or 0} in interest and fees)"
         )
         out(f"  {seeder.queued_pdfs} invoice PDFs queued for the worker (rendered in the background).")
         self._login_hint()
