@@ -121,6 +121,17 @@ class CreditNoteCreateSerializer(serializers.Serializer):
         return attrs
 
 
+class CreditApplySerializer(serializers.Serializer):
+    invoice = serializers.IntegerField(min_value=1, help_text="The open invoice (or penalty invoice) to settle.")
+    amount = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        required=False,
+        help_text="Defaults to as much as the credit left and the invoice's balance allow.",
+    )
+
+
 class InvoiceFilter(filters.FilterSet):
     status = filters.MultipleChoiceFilter(choices=InvoiceStatus.choices)
     kind = filters.ChoiceFilter(choices=InvoiceKind.choices)
@@ -232,6 +243,31 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(
             InvoiceSerializer(fresh, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED
         )
+
+    @extend_schema(
+        summary="Apply a credit note's credit to another invoice",
+        description="On a credit note with credit left (what its original invoice's balance could not take): "
+        "settle an open invoice or penalty invoice of the same customer and currency with it, by `amount` or, "
+        "without one, as much as both allow. 400 above the credit left or the invoice's balance; 409 when "
+        "nothing is left. Answers with the credit note.",
+        request=CreditApplySerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: InvoiceSerializer, **orders_api.IDEMPOTENT_ACTION_ERRORS},
+    )
+    @action(detail=True, methods=["post"], url_path="apply-credit")
+    @idempotent
+    def apply_credit(self, request, pk=None):
+        note = self.get_object()
+        serializer = CreditApplySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        target = Invoice.objects.filter(pk=serializer.validated_data["invoice"]).first()
+        if target is None:
+            raise serializers.ValidationError({"invoice": ["No such invoice."]})
+        services.credit_note_apply(
+            credit_note=note, invoice=target, amount=serializer.validated_data.get("amount"), actor=request.user
+        )
+        fresh = invoice_queryset().get(pk=note.pk)
+        return Response(InvoiceSerializer(fresh, context=self.get_serializer_context()).data)
 
     @extend_schema(
         summary="Download the invoice PDF",

@@ -7,7 +7,7 @@ from django import forms
 from billing.forms import BootstrapForm, ListFilter
 from billing.models import Customer
 
-from .models import InvoiceKind, InvoiceStatus
+from .models import Invoice, InvoiceKind, InvoiceStatus
 
 
 class InvoiceListFilter(ListFilter):
@@ -51,6 +51,41 @@ class BillingRunStartForm(BootstrapForm):
         input_formats=["%Y-%m-%d"],
         help_text="Weekly and monthly customers are billed once their period has ended on this date.",
     )
+
+
+class CreditApplyForm(BootstrapForm):
+    """Apply a credit note's credit left to one of the customer's open invoices."""
+
+    invoice = forms.ModelChoiceField(
+        queryset=None,
+        label="Invoice to settle",
+        empty_label=None,
+        error_messages={"invalid_choice": "Choose one of the customer's open invoices in this currency."},
+    )
+    amount = forms.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        required=False,
+        label="Amount (empty: as much as possible)",
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0.01", "class": "text-end"}),
+    )
+
+    def __init__(self, *args, note, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["invoice"].queryset = (
+            Invoice.objects.filter(
+                customer_id=note.customer_id,
+                currency=note.currency,
+                kind__in=[InvoiceKind.INVOICE, InvoiceKind.PENALTY],
+                status__in=[InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID],
+            )
+            .exclude(pk=note.pk)
+            .order_by("due_date", "pk")
+        )
+        self.fields["invoice"].label_from_instance = lambda i: (
+            f"{i.number} — due {i.due_date:%d %b %Y}, balance {i.balance} {i.currency}"
+        )
 
 
 class InvoiceVoidForm(BootstrapForm):

@@ -785,6 +785,59 @@ def invoice_credit(
     return note
 
 
+def credit_note_apply(
+    *, credit_note: Invoice, invoice: Invoice, amount: Decimal | None = None, actor=None
+) -> CreditApplication:
+    """Apply credit left on a credit note (what its original invoice's balance could not take) to
+    another open invoice or penalty invoice of the same customer and currency: by default as much
+    as both allow. Both documents are locked in primary-key order (as payment allocation locks
+    invoices), then the amounts are checked under the lock; audited."""
+    with transaction.atomic():
+        locked = {
+            i.pk: i
+            for i in Invoice.objects.select_for_update().filter(pk__in=[credit_note.pk, invoice.pk]).order_by("pk")
+        }
+        note, target = locked.get(credit_note.pk), locked.get(invoice.pk)
+        if note is None or target is None:
+            raise ValidationFailed("That document no longer exists.")
+        if note.kind != InvoiceKind.CREDIT_NOTE:
+            raise ValidationFailed(f"{note} is not a credit note.", details={"credit_note": ["Not a credit note."]})
+        if note.pk == target.pk or target.kind == InvoiceKind.CREDIT_NOTE:
+            raise ValidationFailed(
+                "Credit is applied to an invoice, not to a credit note.",
+                details={"invoice": ["Choose an invoice or a penalty invoice."]},
+            )
+        if note.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID) or note.balance <= 0:
+            raise InvalidTransition(f"{note} has no credit left to apply.")
+        if target.customer_id != note.customer_id or target.currency != note.currency:
+            raise ValidationFailed(
+                f"{target} is not an invoice of this customer in {note.currency}.",
+                details={"invoice": [f"Choose an invoice of the same customer in {note.currency}."]},
+            )
+        if target.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID):
+            raise InvalidTransition(f"{target} is {target.get_status_display().lower()}; it has no balance to settle.")
+        most = min(note.balance, target.balance)
+        amount = most if amount is None else Decimal(amount)
+        if amount <= 0 or amount > most:
+            raise ValidationFailed(
+                f"Apply between 0.01 and {most} {note.currency}: {note} has {note.balance} of credit left and "
+                f"{target} a balance of {target.balance}.",
+                details={"amount": [f"At most {most}."]},
+            )
+        application = CreditApplication.objects.create(
+            credit_note=note, invoice=target, amount=amount, created_by=actor_user(actor)
+        )
+        invoice_set_amount_paid(invoice=target, amount_paid=target.amount_paid + amount, actor=actor)
+        invoice_set_amount_paid(invoice=note, amount_paid=note.amount_paid + amount, actor=actor)
+        audit_record(
+            actor=actor,
+            action="credit_note.applied",
+            obj=target,
+            changes={"credit_note": note.number, "amount": str(amount), "credit_left": str(note.balance)},
+        )
+        return application
+
+
 def invoice_dispute_set(*, invoice: Invoice, disputed: bool, reason: str = "", actor=None) -> Invoice:
     """Flag an issued invoice as disputed by the customer (with the reason), or clear the flag.
     A disputed invoice gets no payment reminders; the flag changes nothing in the document."""

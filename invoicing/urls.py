@@ -8,6 +8,7 @@ urlpatterns = [
     path("invoices/<int:pk>/issue/", views.invoice_issue, name="invoice-issue"),
     path("invoices/<int:pk>/void/", views.invoice_void, name="invoice-void"),
     path("invoices/<int:pk>/credit/", views.invoice_credit, name="invoice-credit"),
+    path("invoices/<int:pk>/apply-credit/", views.credit_note_apply, name="credit-note-apply"),
     path("invoices/<int:pk>/pdf/", views.invoice_pdf, name="invoice-pdf"),
     path("invoices/<int:pk>/resend/", views.invoice_resend, name="invoice-resend"),
     path("billing-runs/", views.billing_run_list, name="billing-run-list"),

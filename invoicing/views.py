@@ -16,7 +16,7 @@ from billing.views import filter_values, sorted_page
 from orders.models import Order
 
 from . import billing_runs, delivery, services
-from .forms import BillingRunStartForm, CreditMode, CreditNoteForm, InvoiceListFilter, InvoiceVoidForm
+from .forms import BillingRunStartForm, CreditApplyForm, CreditMode, CreditNoteForm, InvoiceListFilter, InvoiceVoidForm
 from .models import (
     OPEN_STATUSES,
     BillingRun,
@@ -81,7 +81,9 @@ def invoice_list(request):
     return render(request, "invoicing/invoice_list.html", context)
 
 
-def _detail_context(invoice: Invoice, *, void_form: InvoiceVoidForm | None = None) -> dict:
+def _detail_context(
+    invoice: Invoice, *, void_form: InvoiceVoidForm | None = None, apply_form: CreditApplyForm | None = None
+) -> dict:
     is_draft = invoice.status == InvoiceStatus.DRAFT
     today = timezone.localdate()
     categories = dict(TaxCategory.choices)
@@ -107,6 +109,13 @@ def _detail_context(invoice: Invoice, *, void_form: InvoiceVoidForm | None = Non
         "corrections": corrections,
         "credit_notes": [c for c in corrections if c.kind == InvoiceKind.CREDIT_NOTE],
         "penalty_invoices": [c for c in corrections if c.kind == InvoiceKind.PENALTY],
+        # A credit note with credit left can settle another open invoice of the customer.
+        "apply_form": apply_form
+        or (
+            CreditApplyForm(note=invoice)
+            if invoice.kind == InvoiceKind.CREDIT_NOTE and invoice.is_open and invoice.balance > 0
+            else None
+        ),
         "orders": Order.objects.filter(lines__invoice_lines__invoice=invoice).distinct().order_by("pk"),
         "days_overdue": (today - invoice.due_date).days
         if invoice.is_open and invoice.kind != InvoiceKind.CREDIT_NOTE and invoice.due_date < today
@@ -159,6 +168,29 @@ def invoice_void(request, pk: int):
             "invoiced again by the next billing run (or from the order page).",
         )
     return redirect(invoice)
+
+
+@login_required
+@require_POST
+def credit_note_apply(request, pk: int):
+    """Apply what is left on a credit note to another open invoice of the customer."""
+    note = _invoice_for_page(pk)
+    form = CreditApplyForm(request.POST, note=note)
+    if not form.is_valid():
+        return render(request, "invoicing/invoice_detail.html", _detail_context(note, apply_form=form))
+    target = form.cleaned_data["invoice"]
+    try:
+        application = services.credit_note_apply(
+            credit_note=note, invoice=target, amount=form.cleaned_data["amount"], actor=request.user
+        )
+    except DomainError as e:
+        if "amount" in e.details:
+            form.add_error("amount", e.message)
+            return render(request, "invoicing/invoice_detail.html", _detail_context(note, apply_form=form))
+        messages.error(request, e.message)
+        return redirect(note)
+    messages.success(request, f"{application.amount} {note.currency} of {note} applied to {target}.")
+    return redirect(note)
 
 
 def _credit_form(invoice: Invoice, data=None) -> CreditNoteForm:
