@@ -76,14 +76,14 @@ def load(n_invoices: int, n_customers: int = 2000) -> float:
               status, issue_date, due_date, currency, net_total, tax_total, gross_total, amount_paid,
               customer_snapshot, terms_snapshot, seller_snapshot, tax_breakdown, content_sha256, pdf,
               pdf_status, pdf_sha256, pdf_error, pdf_attempts, delivery_status, delivery_error,
-              delivery_attempts, void_reason, created_at, updated_at)
+              delivery_attempts, void_reason, disputed, dispute_reason, created_at, updated_at)
             SELECT kind, series, series || '-' || g, NULL, NULL, %(first)s + g %% %(customers)s,
               CASE WHEN paid_on > CURRENT_DATE OR r >= 85 THEN 'issued' WHEN r >= 80 THEN 'partially_paid'
                    ELSE 'paid' END,
               issued, issued + 30, 'EUR', gross, 0, gross,
               CASE WHEN paid_on > CURRENT_DATE OR r >= 85 THEN 0 WHEN r >= 80 THEN round(gross * 0.4, 2)
                    ELSE gross END,
-              '{}', '{}', '{}', '[]', '', '', 'none', '', '', 0, 'pending', '', 0, '', now(), now()
+              '{}', '{}', '{}', '[]', '', '', 'none', '', '', 0, 'pending', '', 0, '', false, '', now(), now()
             FROM (
               SELECT g, CASE WHEN g %% 50 = 0 THEN 'penalty' ELSE 'invoice' END AS kind,
                      CASE WHEN g %% 50 = 0 THEN 'PEN' ELSE 'INV' END AS series,
@@ -98,16 +98,17 @@ def load(n_invoices: int, n_customers: int = 2000) -> float:
         cursor.execute(
             """
             INSERT INTO payments_payment (number, customer_id, method, method_accepted, amount, currency,
-              received_on, reference, source, allocated_amount, refunded_amount, created_at)
+              received_on, reference, source, allocated_amount, refunded_amount, status, reversal_reason, created_at)
             SELECT 'BP-' || i.id, i.customer_id, 'bank_transfer', true, i.amount_paid, 'EUR',
-              i.issue_date + (substring(i.number from '[0-9]+$')::int * 13 % 70), '', 'ui', i.amount_paid, 0, now()
+              i.issue_date + (substring(i.number from '[0-9]+$')::int * 13 % 70), '', 'ui', i.amount_paid, 0,
+              'received', '', now()
             FROM invoicing_invoice i WHERE i.amount_paid > 0
             """
         )
         cursor.execute(
             """
-            INSERT INTO payments_allocation (payment_id, invoice_id, amount, created_at)
-            SELECT p.id, substring(p.number from 4)::bigint, p.amount, now() FROM payments_payment p
+            INSERT INTO payments_allocation (payment_id, invoice_id, amount, discount, created_at)
+            SELECT p.id, substring(p.number from 4)::bigint, p.amount, 0, now() FROM payments_payment p
             """
         )
     with connection.cursor() as cursor:
