@@ -124,7 +124,10 @@ def request_refresh(name: str, params: dict) -> bool:
         return False
     from .tasks import kpi_figures_refresh
 
-    transaction.on_commit(lambda: kpi_figures_refresh.delay(name, params))
+    if settings.CELERY_TASK_ALWAYS_EAGER:  # the embedded mode: no worker, the refresh runs here and now
+        kpi_figures_refresh.delay(name, params)
+    else:  # never a task for rows a rolled-back transaction made
+        transaction.on_commit(lambda: kpi_figures_refresh.delay(name, params))
     return True
 
 

@@ -349,3 +349,22 @@ def test_without_percentiles_the_order_figures_read_n_a(staff, ledger, monkeypat
     assert "n/a" in o2c
     assert "medians need PostgreSQL" in html
     assert money(D("2550.00")) in html
+
+
+def test_in_the_embedded_mode_the_refresh_runs_in_the_request(
+    staff, ledger, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Without a worker (tasks eager, as on the embedded default) a stale view refreshes at once."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # and so is Celery's app there: a task runs where it is queued
+    monkeypatch.setattr(tasks.kpi_figures_refresh, "delay", lambda *args: tasks.kpi_figures_refresh.apply(args=args))
+
+    def page():
+        with django_capture_on_commit_callbacks(execute=True):
+            html = staff.get(reverse("kpi-dashboard"), {"currency": "USD"}).content.decode()
+        return html, html[html.index('data-testid="kpi-open-USD"') :][:600]
+
+    html, tile = page()
+    assert money(D("700.00")) in tile
+    Ledger().pay(ledger["K1"], 300, date.today())
+    html, tile = page()
+    assert money(D("400.00")) in tile and "refreshing" not in html
