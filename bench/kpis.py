@@ -12,11 +12,16 @@ What it does:
    --invoices invoices over the last three years for 2,000 customers (2 % penalties, net 30): about
    80 % paid by one payment received 0-69 days after issue, 5 % partly paid (40 %), the rest open;
    one payment and one allocation per paid or partly paid invoice; VACUUM ANALYZE;
-2. times each family of the last 90 days (median of --runs) and the simplest hand-written SQL
-   that gives the same figure for today, and prints the ratio (target <= 2x);
-3. stores the month-end snapshots of the last 12 months (as the nightly task leaves them) and times
-   GET /kpis/ (the default: last 90 days, all currencies) --requests times: p50 and p95 (target
-   p95 <= 500 ms).
+2. times each KPI query of the last 90 days (median of --runs) and the simplest hand-written SQL
+   that gives the same figure, and prints the ratio (target <= 2x); the receivables family's two
+   aggregates (open and aging at the end; the opening balance on the day before the period) are
+   timed each against its own hand SQL, after checking that both give the same figures;
+3. stores the month-end snapshots of the last 12 months (as the nightly task leaves them), starts a
+   real Celery worker on the bench's queue and times GET /kpis/ (the default: last 90 days, all
+   currencies): once for the first view (computed inline), then --requests times with a payment
+   recorded through payments.services before each, so every request finds newer data than its
+   figures (served as of their time while the worker refreshes them): p50 and p95 (target p95 <=
+   500 ms), and how long after the last payment the page shows the figures of now.
 Orders are not loaded: the order-to-cash and entry-speed families run on empty tables here.
 """
 
@@ -26,6 +31,7 @@ import sys
 import tempfile
 import time
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,14 +82,14 @@ def load(n_invoices: int, n_customers: int = 2000) -> float:
               status, issue_date, due_date, currency, net_total, tax_total, gross_total, amount_paid,
               customer_snapshot, terms_snapshot, seller_snapshot, tax_breakdown, content_sha256, pdf,
               pdf_status, pdf_sha256, pdf_error, pdf_attempts, delivery_status, delivery_error,
-              delivery_attempts, void_reason, created_at, updated_at)
+              delivery_attempts, void_reason, disputed, dispute_reason, created_at, updated_at)
             SELECT kind, series, series || '-' || g, NULL, NULL, %(first)s + g %% %(customers)s,
               CASE WHEN paid_on > CURRENT_DATE OR r >= 85 THEN 'issued' WHEN r >= 80 THEN 'partially_paid'
                    ELSE 'paid' END,
               issued, issued + 30, 'EUR', gross, 0, gross,
               CASE WHEN paid_on > CURRENT_DATE OR r >= 85 THEN 0 WHEN r >= 80 THEN round(gross * 0.4, 2)
                    ELSE gross END,
-              '{}', '{}', '{}', '[]', '', '', 'none', '', '', 0, 'pending', '', 0, '', now(), now()
+              '{}', '{}', '{}', '[]', '', '', 'none', '', '', 0, 'pending', '', 0, '', false, '', now(), now()
             FROM (
               SELECT g, CASE WHEN g %% 50 = 0 THEN 'penalty' ELSE 'invoice' END AS kind,
                      CASE WHEN g %% 50 = 0 THEN 'PEN' ELSE 'INV' END AS series,
@@ -98,16 +104,17 @@ def load(n_invoices: int, n_customers: int = 2000) -> float:
         cursor.execute(
             """
             INSERT INTO payments_payment (number, customer_id, method, method_accepted, amount, currency,
-              received_on, reference, source, allocated_amount, refunded_amount, created_at)
+              received_on, reference, source, allocated_amount, refunded_amount, status, reversal_reason, created_at)
             SELECT 'BP-' || i.id, i.customer_id, 'bank_transfer', true, i.amount_paid, 'EUR',
-              i.issue_date + (substring(i.number from '[0-9]+$')::int * 13 % 70), '', 'ui', i.amount_paid, 0, now()
+              i.issue_date + (substring(i.number from '[0-9]+$')::int * 13 % 70), '', 'ui', i.amount_paid, 0,
+              'received', '', now()
             FROM invoicing_invoice i WHERE i.amount_paid > 0
             """
         )
         cursor.execute(
             """
-            INSERT INTO payments_allocation (payment_id, invoice_id, amount, created_at)
-            SELECT p.id, substring(p.number from 4)::bigint, p.amount, now() FROM payments_payment p
+            INSERT INTO payments_allocation (payment_id, invoice_id, amount, discount, created_at)
+            SELECT p.id, substring(p.number from 4)::bigint, p.amount, 0, now() FROM payments_payment p
             """
         )
     with connection.cursor() as cursor:
@@ -116,10 +123,9 @@ def load(n_invoices: int, n_customers: int = 2000) -> float:
 
 
 HAND_WRITTEN = {
-    # The fastest SQL for each figure today: open balances straight from amount_paid, and so on.
-    # Today's balances straight from amount_paid; the selector also computes the day before the
-    # period (settlements dated after it added back), which no cheaper query gives.
-    "receivables": """
+    # Open balances and aging today straight from amount_paid (the selector's "end" part: no
+    # settlement is dated after today, so it reads the same rows).
+    "receivables_end": """
         SELECT currency, SUM(gross_total - amount_paid),
           SUM(gross_total - amount_paid) FILTER (WHERE due_date >= %(end)s),
           SUM(gross_total - amount_paid) FILTER (WHERE due_date < %(end)s AND due_date >= %(end)s - 30),
@@ -127,7 +133,23 @@ HAND_WRITTEN = {
           SUM(gross_total - amount_paid) FILTER (WHERE due_date < %(end)s - 60 AND due_date >= %(end)s - 90),
           SUM(gross_total - amount_paid) FILTER (WHERE due_date < %(end)s - 90)
         FROM invoicing_invoice WHERE status IN ('issued', 'partially_paid') AND kind IN ('invoice', 'penalty')
+          AND issue_date <= %(end)s
         GROUP BY currency""",
+    # Open receivables on the day before the period (CEI, turnover): what is open today of invoices
+    # issued by then, plus what was paid or credited on them after that day.
+    "receivables_opening": """
+        SELECT currency, SUM(amount) FROM (
+          SELECT currency, gross_total - amount_paid AS amount FROM invoicing_invoice
+          WHERE status IN ('issued', 'partially_paid') AND kind IN ('invoice', 'penalty') AND issue_date <= %(begin)s
+          UNION ALL
+          SELECT i.currency, a.amount FROM payments_allocation a JOIN payments_payment p ON p.id = a.payment_id
+          JOIN invoicing_invoice i ON i.id = a.invoice_id
+          WHERE p.received_on > %(begin)s AND i.kind IN ('invoice', 'penalty') AND i.issue_date <= %(begin)s
+          UNION ALL
+          SELECT i.currency, c.amount FROM invoicing_creditapplication c
+          JOIN invoicing_invoice cn ON cn.id = c.credit_note_id JOIN invoicing_invoice i ON i.id = c.invoice_id
+          WHERE cn.issue_date > %(begin)s AND i.kind IN ('invoice', 'penalty') AND i.issue_date <= %(begin)s
+        ) opening GROUP BY currency""",
     # The period's sales and the 24 monthly totals the countback walks, as the selector computes them.
     "sales": "SELECT currency, SUM(gross_total) FILTER (WHERE issue_date >= %(start)s), "
     + ", ".join(
@@ -202,9 +224,7 @@ def main() -> None:
     env["ALLOWED_HOSTS"] = "testserver,localhost"
     env["DEBUG"] = "true"  # static files without a collected manifest; queries are not kept outside requests
     setup_django(env)
-    from django.core.cache import cache
     from django.db import connection
-    from django.test import Client
 
     from invoicing.models import Invoice
     from kpis import selectors, services
@@ -217,28 +237,47 @@ def main() -> None:
     lines.append(f"invoices in the database: {Invoice.objects.count():,}")
     today = date.today()
     period = selectors.Period.last_days(90, today)
-    params = {"start": period.start, "end": period.end}
+    params = {"start": period.start, "end": period.end, "begin": period.start - timedelta(days=1)}
 
     def sql(text):
         def run():
             with connection.cursor() as cursor:
                 cursor.execute(text, params)
-                cursor.fetchall()
+                return cursor.fetchall()
 
         return run
 
+    # Each selector against the hand-written SQL of the same figure; the receivables family is one
+    # round trip of two aggregates, each timed on its own and checked to give the hand SQL's figure.
+    end_part = selectors.receivables_part("end", period)
+    opening_part = selectors.receivables_part("opening", period)
+    hand_end, hand_opening = sql(HAND_WRITTEN["receivables_end"])(), sql(HAND_WRITTEN["receivables_opening"])()
+    assert [(r["currency"], r["ar_end"]) for r in end_part] == [(r[0], r[1]) for r in hand_end], "end differs"
+    assert [(r["currency"], r["ar_begin"]) for r in opening_part] == [tuple(r) for r in hand_opening], "opening"
     families = {
-        "receivables": lambda: selectors.receivables(period),
-        "sales": lambda: selectors.sales(period),
-        "payments": lambda: selectors.payments(period),
-        "quality": lambda: selectors.quality(period),
-        "penalties_collected": lambda: selectors.penalties_collected(period),
+        "receivables: open and aging at the end": (
+            lambda: selectors.receivables_part("end", period),
+            [HAND_WRITTEN["receivables_end"]],
+        ),
+        "receivables: opening balance (day before)": (
+            lambda: selectors.receivables_part("opening", period),
+            [HAND_WRITTEN["receivables_opening"]],
+        ),
+        "receivables (both, one round trip)": (
+            lambda: selectors.receivables(period),
+            [HAND_WRITTEN["receivables_end"], HAND_WRITTEN["receivables_opening"]],
+        ),
+        "sales": (lambda: selectors.sales(period), [HAND_WRITTEN["sales"]]),
+        "payments": (lambda: selectors.payments(period), [HAND_WRITTEN["payments"]]),
+        "quality": (lambda: selectors.quality(period), [HAND_WRITTEN["quality"]]),
+        "penalties_collected": (lambda: selectors.penalties_collected(period), [HAND_WRITTEN["penalties_collected"]]),
     }
     lines.append("")
-    lines.append("| family (last 90 days) | selector | hand-written SQL | ratio | target <= 2x |")
+    lines.append("| KPI query (last 90 days) | selector | hand-written SQL | ratio | target <= 2x |")
     lines.append("| --- | ---: | ---: | ---: | --- |")
-    for name, fn in families.items():
-        ours, hand = timed(fn, args.runs), timed(sql(HAND_WRITTEN[name]), args.runs)
+    for name, (fn, hand_sql) in families.items():
+        ours = timed(fn, args.runs)
+        hand = sum(timed(sql(text), args.runs) for text in hand_sql)
         ratio = ours / hand if hand else float("nan")
         lines.append(f"| {name} | {ours * 1000:.0f} ms | {hand * 1000:.0f} ms | {ratio:.2f}x | {verdict(ratio <= 2)} |")
     for name, fn in {
@@ -254,28 +293,77 @@ def main() -> None:
         services.kpi_snapshot_store(day=month_end)
     lines.append("")
     lines.append(f"month-end snapshots of the last 12 months: {time.perf_counter() - started:.1f} s")
+    dashboard_requests(args, lines, env)
+    lines += describe_machine("machine after")
+
+
+def dashboard_requests(args, lines, env) -> None:
+    """GET /kpis/ as finance staff use it while payments come in: a payment recorded through the
+    service before every request, so that every request finds figures older than the data; a real
+    worker refreshes them in the background (kpis/dashboard.py)."""
+    import random
 
     from django.contrib.auth import get_user_model
+    from django.core.cache import cache
+    from django.test import Client
+
+    from bench.common import start_worker, stop_worker
+    from billing.models import Customer
+    from invoicing.models import Invoice
+    from payments import services as payments
 
     user, _ = get_user_model().objects.get_or_create(username="bench-kpi", defaults={"is_superuser": True})
     client = Client()
     client.force_login(user)
-    cache.clear()
-    started = time.perf_counter()
-    assert client.get("/kpis/").status_code == 200
-    lines.append(f"GET /kpis/ computed (cache empty): {(time.perf_counter() - started) * 1000:.0f} ms")
-    times = []
-    for _ in range(args.requests):
-        started = time.perf_counter()
-        response = client.get("/kpis/")
-        times.append(time.perf_counter() - started)
-        assert response.status_code == 200
-    p95 = statistics.quantiles(times, n=20)[-1] if len(times) >= 2 else times[0]
-    lines.append(
-        f"GET /kpis/ x {args.requests}: p50 {median(times) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
-        f"(served from the cache while no row changes): {verdict(p95 <= 0.5)} (target p95 <= 500 ms)"
+    cache.clear()  # no figure set stored yet (and an empty queue) before the worker starts
+    worker = start_worker(
+        env,
+        queues=env["CELERY_QUEUE"],
+        concurrency=1,
+        log_path=str(Path(tempfile.gettempdir()) / f"{args.db}-worker.log"),
+        name="bench-kpis",
     )
-    lines += describe_machine("machine after")
+    try:
+        started = time.perf_counter()
+        assert client.get("/kpis/").status_code == 200
+        first = (time.perf_counter() - started) * 1000
+        lines.append(f"GET /kpis/ first view of the filter (computed inline, once): {first:.0f} ms")
+        customers = list(Customer.objects.values_list("pk", flat=True)[:200])
+        rng = random.Random(6)
+        times, stale = [], 0
+        for _ in range(args.requests):
+            customer = Customer.objects.get(pk=rng.choice(customers))
+            payments.payment_record(
+                customer=customer, method="bank_transfer", amount=Decimal("75.00"), currency="EUR", actor=user
+            )
+            started = time.perf_counter()
+            response = client.get("/kpis/")
+            times.append(time.perf_counter() - started)
+            assert response.status_code == 200
+            stale += b"Newer data exists: refreshing" in response.content
+        p95 = statistics.quantiles(times, n=20)[-1] if len(times) >= 2 else times[0]
+        lines.append(
+            f"GET /kpis/ x {args.requests}, a payment recorded before each: p50 {median(times) * 1000:.0f} ms, "
+            f"p95 {p95 * 1000:.0f} ms, max {max(times) * 1000:.0f} ms; {stale} served as of an earlier time "
+            f"while the worker refreshed: {verdict(p95 <= 0.5)} (target p95 <= 500 ms)"
+        )
+        # Once the payments stop, the worker's refresh catches up and the page shows the figures of now.
+        started, deadline = time.perf_counter(), time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            if b"refreshing" not in client.get("/kpis/").content:
+                break
+            time.sleep(1)
+        lines.append(f"figures of now shown {time.perf_counter() - started:.1f} s after the last payment")
+        open_now = selectors_open_total()
+        lines.append(f"open receivables now (EUR): {open_now}; invoices: {Invoice.objects.count():,}")
+    finally:
+        stop_worker(worker)
+
+
+def selectors_open_total():
+    from kpis import selectors
+
+    return selectors.open_receivables().get("EUR")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class KpiFilterForm(BootstrapForm):
             "period": period_for(choice, end),
             "choice": choice,
             "end": end,
+            "end_given": bool(data.get("end")),  # no end day: the period follows today
             "currency": data.get("currency") or None,
             "customer": customer,
         }

@@ -4,7 +4,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from . import selectors, services
+from . import dashboard, selectors, services
 
 log = logging.getLogger(__name__)
 
@@ -37,4 +37,19 @@ def kpi_snapshot_nightly() -> int:
     """Beat: store yesterday's KPIs (the month to yesterday), and the day before's again in case
     payments dated then were recorded late. Idempotent. Returns the values stored."""
     yesterday = timezone.localdate() - timedelta(days=1)
-    return services.kpi_snapshot_backfill(start=yesterday - timedelta(days=1), end=yesterday)
+    stored = services.kpi_snapshot_backfill(start=yesterday - timedelta(days=1), end=yesterday)
+    # The new day made every dashboard set stale: have the default view's ready before anyone looks.
+    dashboard.request_refresh("dashboard", dashboard.dashboard_params(DEFAULT_FILTER))
+    dashboard.request_refresh("work", {})
+    return stored
+
+
+# The dashboard's filter when nothing is chosen (last 90 days to today, all currencies and customers).
+DEFAULT_FILTER = {"choice": dashboard.DEFAULT_PERIOD, "end": None, "currency": None, "customer": None}
+
+
+@shared_task(time_limit=1800, soft_time_limit=1700)
+def kpi_figures_refresh(name: str, params: dict) -> None:
+    """Recompute one of the dashboard's figure sets (queued by a page view that found it stale, one
+    at a time per set) and keep it for the next views."""
+    dashboard.refresh(name, params)

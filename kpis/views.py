@@ -1,22 +1,19 @@
 """The KPI dashboard, which is also the home page finance staff land on, and its CSV exports."""
 
 import csv
-import hashlib
 from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
-from django.db.models import Count, F, Q
+from django.db.models import F
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceStatus
-from orders.models import Order, OrderStatus
+from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 
-from . import selectors
+from . import dashboard, selectors
 from .charts import line_chart
 from .forms import KpiFilterForm
 from .models import KpiSnapshot
@@ -51,11 +48,6 @@ TILE_NOTES = {
 }
 # Test ids of the tiles that kept their names from the first dashboard (kpi-open-EUR, kpi-overdue-EUR).
 TILE_IDS = {"open_receivables": "open", "overdue_receivables": "overdue"}
-TREND_KEYS = ("open_receivables", "dso", "share_overdue", "cei", "on_time_rate", "avg_days_to_pay")
-CUSTOMER_ROWS = 25
-# Computed figures are kept while no row they read changes; this bounds how long a change in rows
-# the version does not see (an edited snapshot, a back-dated correction by hand) can stay hidden.
-CACHE_SECONDS = 600
 
 
 def _filters(request) -> tuple[KpiFilterForm, dict]:
@@ -95,22 +87,9 @@ def _drill_url(bucket_key: str, currency: str, customer) -> str:
     return f"{reverse('invoice-list')}?{urlencode(query)}"
 
 
-def _cached(name: str, version: str, compute, *args, **kwargs):
-    """A figure set from the cache while nothing it reads has changed (see selectors.data_version)."""
-    key = "kpis:" + hashlib.sha256(repr((name, version, args, sorted(kwargs.items()))).encode()).hexdigest()
-    value = cache.get(key)
-    if value is None:
-        value = compute(*args, **kwargs)
-        cache.set(key, value, CACHE_SECONDS)
-    return value
-
-
-def _sections(values: dict, version: str) -> list[dict]:
+def _sections(values: dict, sets: dict) -> list[dict]:
     """One section per currency: tiles, aging with drill-down links, trend charts."""
-    period, scope = values["period"], _scope(values)
-    now = _cached("kpis", version, selectors.kpis, period, **scope)
-    before = _cached("kpis", version, selectors.kpis, period.previous, **scope)
-    trend = _cached("trend", version, selectors.trend, period.end, keys=TREND_KEYS, **scope)
+    now, before, trend = sets["now"], sets["before"], sets["trend"]
     sections = []
     for currency, figures in now.items():
         prior = before.get(currency, {})
@@ -149,19 +128,6 @@ def _sections(values: dict, version: str) -> list[dict]:
     return sections
 
 
-def _work_queue(today) -> dict:
-    orders = Order.objects.aggregate(
-        draft=Count("pk", filter=Q(status=OrderStatus.DRAFT)),
-        confirmed=Count("pk", filter=Q(status=OrderStatus.CONFIRMED)),
-        fulfilled=Count("pk", filter=Q(status=OrderStatus.FULFILLED)),
-    )
-    invoices = Invoice.objects.aggregate(
-        draft=Count("pk", filter=Q(status=InvoiceStatus.DRAFT)),
-        overdue=Count("pk", filter=Q(status__in=OPEN_STATUSES, due_date__lt=today) & ~Q(kind=InvoiceKind.CREDIT_NOTE)),
-    )
-    return {"orders": orders, "invoices": invoices}
-
-
 @login_required
 def home(request):
     return redirect("kpi-dashboard")
@@ -169,9 +135,10 @@ def home(request):
 
 @login_required
 def kpi_dashboard(request):
+    """Served from the last computed figure sets at once (see kpis/dashboard.py): when rows changed
+    since, the page says "as of" when they were computed and that newer figures are on their way."""
     today = timezone.localdate()
     form, values = _filters(request)
-    period = values["period"]
     overdue = (
         Invoice.objects.filter(status__in=OPEN_STATUSES, due_date__lt=today)
         .exclude(kind=InvoiceKind.CREDIT_NOTE)
@@ -180,34 +147,44 @@ def kpi_dashboard(request):
         .order_by("due_date", "pk")[:10]
     )
     version = selectors.data_version()
-    customers = []
-    if not values["customer"]:
-        customers = _cached(
-            "customers",
-            version,
-            selectors.customer_table,
-            period,
-            currency=values["currency"],
-            limit=CUSTOMER_ROWS,
-            families=("payments",),  # the table's columns: receivables, sales, payment behaviour
-        )
+    params = dashboard.dashboard_params(values)
+    figures = dashboard.figures("dashboard", params, version=version)
+    work = dashboard.figures("work", {}, version=version)
+    sets = figures.value
+    period = selectors.Period(*sets["period"])
     context = {
         "form": form,
         "values": values,
         "period": period,
         "previous": period.previous,
-        "sections": _sections(values, version),
-        "customers": customers,
-        "customer_rows": CUSTOMER_ROWS,
-        "entry": _cached("entry", version, selectors.order_entry, period) if not values["customer"] else None,
+        "sections": _sections(values, sets),
+        "customers": sets["customers"] or [],
+        "customer_rows": dashboard.CUSTOMER_ROWS,
+        "entry": sets["entry"],
         "percentiles": selectors.percentiles_available(),
-        "work": _cached("work", version, _work_queue, today),
+        "work": work.value,
         "overdue": [(invoice, (today - invoice.due_date).days) for invoice in overdue],
         "audit": KpiSnapshot.objects.filter(key=AUDIT_KEY, customer__isnull=True).order_by("-date").first(),
         "query": request.GET.urlencode(),
         "is_today": period.end == today,
+        "figures": figures,
+        "status_url": f"{reverse('kpi-status')}?{request.GET.urlencode()}",
     }
     return render(request, "kpis/dashboard.html", context)
+
+
+@login_required
+def kpi_status(request):
+    """Polled by a dashboard showing figures older than the data: a small note, "refreshing" until
+    the worker has stored the new figures, then a link to show them. Computes and queues nothing."""
+    _form, values = _filters(request)
+    state = dashboard.status("dashboard", dashboard.dashboard_params(values), version=selectors.data_version())
+    ready = state is None or state["fresh"]
+    return render(
+        request,
+        "kpis/_refresh_status.html",
+        {"ready": ready, "status_url": request.get_full_path(), "query": request.GET.urlencode()},
+    )
 
 
 # --- CSV exports: every table of the dashboard, with the same filters --------------------------------

@@ -62,6 +62,25 @@ def make_issued_invoice(user, make_fulfilled_order):
     return make
 
 
+def forget_kpi_figures():
+    """Drop the dashboard's stored figure sets and refresh locks (kpis/dashboard.py): they live in
+    Redis, which outlives each test's rolled-back rows."""
+    from django.core.cache import cache
+
+    from kpis.dashboard import PREFIX
+
+    client = cache._cache.get_client(write=True)
+    keys = list(client.scan_iter(match=f"*{PREFIX}*"))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def _kpi_figures_forgotten():
+    """Each test starts without figures stored by another test's rows."""
+    forget_kpi_figures()
+
+
 _worker_started = False
 
 

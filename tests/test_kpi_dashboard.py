@@ -3,6 +3,7 @@ snapshots (nightly task, backfill command, trend reading them)."""
 
 import csv
 import io
+import re
 import threading
 from datetime import date, timedelta
 from decimal import Decimal
@@ -16,6 +17,7 @@ from django.urls import reverse
 from billing.selectors import aging_due_range
 from kpis import selectors, services, tasks
 from kpis.models import KpiSnapshot
+from tests.conftest import forget_kpi_figures
 from tests.factories import CustomerFactory
 from tests.test_kpis import Ledger, build_ledger
 
@@ -86,6 +88,7 @@ def test_dashboard_query_count_does_not_grow_with_rows(staff, ledger, django_ass
         services.kpi_snapshot_store(day=month_end)
     with CaptureQueriesContext(connection) as small:
         staff.get(reverse("kpi-dashboard"), MARCH_QUERY)
+    forget_kpi_figures()  # computed afresh, not served from the figures stored by the first view
     led = Ledger()
     led.n = 500
     for k in range(10):
@@ -292,15 +295,50 @@ def test_concurrent_snapshot_writers_of_the_same_day_do_not_collide():
     assert rows.count() == rows.values("currency", "key").distinct().count() > 0
 
 
-def test_the_cached_dashboard_shows_a_payment_as_soon_as_it_is_recorded(staff, ledger):
-    def open_tile():
-        html = staff.get(reverse("kpi-dashboard"), {"currency": "USD"}).content.decode()
+def test_the_dashboard_shows_a_payment_once_its_figures_are_refreshed(
+    staff, ledger, monkeypatch, django_capture_on_commit_callbacks, django_assert_max_num_queries
+):
+    """The page never recomputes every figure inline once they were computed: after a payment it
+    shows the stored figures with their time and queues one refresh; once it ran, the payment shows."""
+    queued = []  # refreshes of the filter's figures (the work-queue counts are refreshed likewise)
+    monkeypatch.setattr(tasks.kpi_figures_refresh, "delay", lambda name, params: queued.append((name, params)))
+
+    def page():
+        with django_capture_on_commit_callbacks(execute=True):
+            return staff.get(reverse("kpi-dashboard"), {"currency": "USD"}).content.decode()
+
+    def open_tile(html):
         return html[html.index('data-testid="kpi-open-USD"') :][:600]
 
-    assert money(D("700.00")) in open_tile()
-    assert money(D("700.00")) in open_tile()  # from the cache
+    first = page()
+    assert money(D("700.00")) in open_tile(first) and "refreshing" not in first
+    assert money(D("700.00")) in open_tile(page()) and queued == []  # stored figures, still current
     Ledger().pay(ledger["K1"], 300, date.today())
-    assert money(D("400.00")) in open_tile()
+    with django_assert_max_num_queries(10):  # session, user, filter, version, overdue list, audit: no figure
+        stale = page()
+    assert money(D("700.00")) in open_tile(stale)  # the stored figures, at once
+    as_of = stale[stale.index('data-testid="figures-as-of"') :][:600]
+    assert re.search(r"Figures as of \d\d:\d\d", as_of) and "Newer data exists: refreshing" in as_of
+    assert sorted(name for name, _params in queued) == ["dashboard", "work"]
+    page()
+    assert len(queued) == 2  # refreshes are already queued: no second one
+    for name, params in queued:
+        tasks.kpi_figures_refresh.apply(args=[name, params])  # what the worker runs
+    fresh = page()
+    assert money(D("400.00")) in open_tile(fresh) and "refreshing" not in fresh
+    assert len(queued) == 2
+
+
+def test_the_status_note_says_when_the_refreshed_figures_are_ready(staff, ledger, monkeypatch):
+    monkeypatch.setattr(tasks.kpi_figures_refresh, "delay", lambda *args: None)
+    staff.get(reverse("kpi-dashboard"), {"currency": "USD"})
+    status = reverse("kpi-status") + "?currency=USD"
+    assert "show them" in staff.get(status).content.decode()
+    Ledger().pay(ledger["K1"], 300, date.today())
+    assert "refreshing" in staff.get(status).content.decode()
+    usd = {"choice": "90", "end": None, "currency": "USD", "customer": None}
+    tasks.kpi_figures_refresh.apply(args=["dashboard", usd])
+    assert "show them" in staff.get(status).content.decode()
 
 
 def test_without_percentiles_the_order_figures_read_n_a(staff, ledger, monkeypatch):
@@ -311,3 +349,22 @@ def test_without_percentiles_the_order_figures_read_n_a(staff, ledger, monkeypat
     assert "n/a" in o2c
     assert "medians need PostgreSQL" in html
     assert money(D("2550.00")) in html
+
+
+def test_in_the_embedded_mode_the_refresh_runs_in_the_request(
+    staff, ledger, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Without a worker (tasks eager, as on the embedded default) a stale view refreshes at once."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # and so is Celery's app there: a task runs where it is queued
+    monkeypatch.setattr(tasks.kpi_figures_refresh, "delay", lambda *args: tasks.kpi_figures_refresh.apply(args=args))
+
+    def page():
+        with django_capture_on_commit_callbacks(execute=True):
+            html = staff.get(reverse("kpi-dashboard"), {"currency": "USD"}).content.decode()
+        return html, html[html.index('data-testid="kpi-open-USD"') :][:600]
+
+    html, tile = page()
+    assert money(D("700.00")) in tile
+    Ledger().pay(ledger["K1"], 300, date.today())
+    html, tile = page()
+    assert money(D("400.00")) in tile and "refreshing" not in html
