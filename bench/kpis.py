@@ -142,9 +142,10 @@ HAND_WRITTEN = {
           SELECT currency, gross_total - amount_paid AS amount FROM invoicing_invoice
           WHERE status IN ('issued', 'partially_paid') AND kind IN ('invoice', 'penalty') AND issue_date <= %(begin)s
           UNION ALL
-          SELECT i.currency, a.amount FROM payments_allocation a JOIN payments_payment p ON p.id = a.payment_id
-          JOIN invoicing_invoice i ON i.id = a.invoice_id
+          SELECT i.currency, a.amount + a.discount FROM payments_allocation a
+          JOIN payments_payment p ON p.id = a.payment_id JOIN invoicing_invoice i ON i.id = a.invoice_id
           WHERE p.received_on > %(begin)s AND i.kind IN ('invoice', 'penalty') AND i.issue_date <= %(begin)s
+            AND a.reversed_at IS NULL
           UNION ALL
           SELECT i.currency, c.amount FROM invoicing_creditapplication c
           JOIN invoicing_invoice cn ON cn.id = c.credit_note_id JOIN invoicing_invoice i ON i.id = c.invoice_id

@@ -12,8 +12,9 @@ customers or grouped per customer:
 - order-to-cash cycle time (median and p90) and order entry speed: percentiles, PostgreSQL only
   (on the embedded SQLite they are None, shown as "n/a").
 
-A settlement of an invoice is an allocation of a payment (dated by the payment's `received_on`) or
-a credit note applied to it (dated by the credit note's issue date). An invoice is paid on the
+A settlement of an invoice is an allocation of a payment (dated by the payment's `received_on`;
+its amount plus the discount taken; none when the payment was reversed) or a credit note applied to
+it (dated by the credit note's issue date). An invoice is paid on the
 date of its last settlement; its balance on a day is its gross total less settlements dated on or
 before that day. Only the figures, the ratios between them and the countback walk over at most 24
 monthly totals are computed in Python.
@@ -183,10 +184,13 @@ def _group_key(row: dict, by_customer: bool):
 
 
 def _settlements_sql() -> str:
-    """(invoice_id, amount, settled_on) of every allocation and applied credit note."""
+    """(invoice_id, amount, settled_on) of every allocation and applied credit note, as they make
+    up the invoice's amount paid: an allocation settles its money plus the early-payment discount
+    taken, and a reversed payment (a bounced check, a chargeback) settled nothing."""
     return f"""
-        SELECT a.invoice_id, a.amount, p.received_on AS settled_on
+        SELECT a.invoice_id, a.amount + a.discount AS amount, p.received_on AS settled_on
         FROM {_t(Allocation)} a JOIN {_t(Payment)} p ON p.id = a.payment_id
+        WHERE a.reversed_at IS NULL
         UNION ALL
         SELECT c.invoice_id, c.amount, cn.issue_date AS settled_on
         FROM {_t(CreditApplication)} c JOIN {_t(Invoice)} cn ON cn.id = c.credit_note_id

@@ -177,8 +177,9 @@ def _celery_worker_session(django_db_setup, tmp_path_factory):
 @pytest.fixture
 def no_worker():
     """Keep tasks queued for the length of the test: the session's worker, when an earlier test
-    started it, stops consuming the queue; afterwards the queue is emptied (its tasks point at rows
-    the flush removes) and the worker consumes again."""
+    started it, stops consuming the queue, and the test starts with it empty (what earlier tests
+    left there, before any worker ran, points at rows already flushed); afterwards the queue is
+    emptied again (its tasks point at rows the flush removes) and the worker consumes again."""
     from django.conf import settings
 
     from otc.celery import app
@@ -188,6 +189,8 @@ def no_worker():
     if workers:
         replies = app.control.cancel_consumer(queue, reply=True, timeout=10)
         assert len(replies) == len(workers), f"a worker did not stop consuming {queue}: {replies}"
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete(queue)
     yield
     with app.connection_for_write() as conn:
         conn.default_channel.client.delete(queue)

@@ -348,3 +348,27 @@ def test_kpi_values_are_written_with_their_unit():
     assert "43.0" in kpi_value(D("43"), "days") and "days" in kpi_value(D("43"), "days")
     assert "2 min 05 s" in kpi_value(D("125"), "seconds") and "45 s" in kpi_value(D("45"), "seconds")
     assert "1 h 01 min" in kpi_value(D("3660"), "seconds")
+
+
+def test_past_balances_count_discounts_taken_and_ignore_reversed_payments(db):
+    """Balances on the day before March (28 Feb), from the settlements dated after it added back:
+    X  issued 1 Feb  1000  settled 5 Mar by 980 + 20 early-payment discount -> open 1000 on 28 Feb, 0 now
+    Y  issued 1 Feb   500  paid 10 Mar by a check that bounced (reversed)   -> open 500 on 28 Feb and now
+    Adding back 980 alone would give X 980 on 28 Feb; counting the bounced check would give Y 0 now
+    and 500 on 28 Feb only by accident of the add-back."""
+    from django.utils import timezone
+
+    customer = CustomerFactory(name="Delta")
+    led = Ledger()
+    x = led.invoice(customer, date(2026, 2, 1), date(2026, 3, 3), 1000)
+    y = led.invoice(customer, date(2026, 2, 1), date(2026, 3, 3), 500)
+    led.pay(x, 980, date(2026, 3, 5))
+    Allocation.objects.filter(invoice=x).update(discount=D("20.00"))
+    Invoice.objects.filter(pk=x.pk).update(amount_paid=D("1000"), status=InvoiceStatus.PAID)
+    led.pay(y, 500, date(2026, 3, 10))
+    Allocation.objects.filter(invoice=y).update(reversed_at=timezone.now())  # the check bounced on 12 Mar
+    Invoice.objects.filter(pk=y.pk).update(amount_paid=D("0"), status=InvoiceStatus.ISSUED)
+
+    figures = selectors.receivables(MARCH)["EUR"]
+    assert figures["ar_begin"] == D("1500.00")  # X 1000 + Y 500 on 28 Feb
+    assert figures["ar_end"] == D("500.00")  # Y, open again after the reversal
