@@ -361,9 +361,15 @@ def run_batch(*, run_id: int, invoice_ids: list[int]) -> None:
             interest_total=F("interest_total") + interest,
             fee_total=F("fee_total") + fees,
         )
-        PenaltyRun.objects.filter(
+        finished = PenaltyRun.objects.filter(
             pk=run_id, processed_batches__gte=F("total_batches"), status=PenaltyRunStatus.RUNNING
         ).update(status=PenaltyRunStatus.DONE, finished_at=timezone.now())
+    if finished and connection.vendor == "postgresql":
+        # A run can add hundreds of thousands of assessments at once; the planner's statistics
+        # catch up only when autovacuum next passes, and until then the next run's candidate
+        # query (a rerun the same day, say) is planned as if the table were still small.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE payments_penaltyassessment")
 
 
 @transaction.atomic
