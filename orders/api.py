@@ -247,11 +247,60 @@ class OrderCreateSerializer(serializers.Serializer):
     lines = OrderLineInputSerializer(many=True, allow_empty=False, max_length=1000)
 
     def validate_entry_started_at(self, value):
-        now = timezone.now()
-        if value > now + CLOCK_SKEW:
-            raise serializers.ValidationError("Entry cannot start in the future.")
-        # Within the skew: the entry started just now, as far as this server can tell.
-        return min(value, now)
+        return entry_start(value)
+
+
+def entry_start(value):
+    now = timezone.now()
+    if value > now + CLOCK_SKEW:
+        raise serializers.ValidationError("Entry cannot start in the future.")
+    # Within the skew: the entry started just now, as far as this server can tell.
+    return min(value, now)
+
+
+_ORDER_FIELDS = OrderCreateSerializer._declared_fields
+_LINE_FIELDS = OrderLineInputSerializer._declared_fields
+_ORDER_SCALARS = ("customer_reference", "order_date", "entry_started_at", "notes")
+_LINE_SCALARS = ("quantity", "unit_price", "description", "discount_percent")
+
+
+def lean_order_input(data, prefetched: dict) -> dict | None:
+    """What `OrderCreateSerializer(data=data).validated_data` would be, for the common case of a
+    valid order whose customer and products were prefetched, without DRF's nested serializer
+    machinery (it copies and binds every field of the order and of each line for every request).
+    Each value goes through the serializer's own field (same parsing, limits and rounding). Returns
+    None when anything is off or unusual: the caller then validates with OrderCreateSerializer,
+    which gives the errors, so they are exactly DRF's."""
+    if type(data) is not dict:
+        return None
+    customers, products = prefetched.get(Customer, {}), prefetched.get(Product, {})
+    customer = customers.get(_pk_of(data.get("customer")))
+    lines = data.get("lines")
+    if customer is None or type(lines) is not list or not 0 < len(lines) <= 1000:
+        return None
+    try:
+        out = {"customer": customer}
+        for name in _ORDER_SCALARS:
+            if name in data:
+                out[name] = _ORDER_FIELDS[name].run_validation(data[name])
+        if "entry_started_at" in out:
+            out["entry_started_at"] = entry_start(out["entry_started_at"])
+        out_lines = []
+        for line in lines:
+            if type(line) is not dict or "quantity" not in line:
+                return None
+            product = products.get(_pk_of(line.get("product")))
+            if product is None:
+                return None
+            item = {"product": product}
+            for name in _LINE_SCALARS:
+                if name in line:
+                    item[name] = _LINE_FIELDS[name].run_validation(line[name])
+            out_lines.append(item)
+    except (serializers.ValidationError, DjangoValidationError, serializers.SkipField):
+        return None
+    out["lines"] = out_lines
+    return out
 
 
 BULK_MAX = 500
@@ -363,9 +412,12 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     def _create_order(self, data, context) -> Order:
         """Validate one order as POST /orders/ takes it and create it (in its own transaction)."""
-        serializer = OrderCreateSerializer(data=data, context=context)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        lean = lean_order_input(data, context["prefetched"])
+        if lean is None:
+            serializer = OrderCreateSerializer(data=data, context=context)
+            serializer.is_valid(raise_exception=True)
+            lean = serializer.validated_data
+        data = lean
         lines = [{key: value for key, value in line.items() if value is not None} for line in data["lines"]]
         return services.order_create(
             customer=data["customer"],
