@@ -358,3 +358,31 @@ def test_the_lean_validator_leaves_every_refusal_to_the_serializer(eur_customer,
     lean, drf = _lean_and_drf(payload)
     assert drf is None
     assert lean is None
+
+
+def test_the_entry_lookup_loads_customer_products_and_tax_rates_as_the_orm(
+    eur_customer, products, django_assert_num_queries
+):
+    from billing.models import Customer
+    from orders.api import CUSTOMER_ENTRY_FIELDS, prefetch_order_relations
+    from orders.models import Product
+
+    payload = {"customer": eur_customer.pk, "lines": [{"product": p.pk} for p in products] + [{"product": 999999}]}
+    with django_assert_num_queries(2):
+        found = prefetch_order_relations([payload, {"customer": 999998, "lines": []}])
+    assert found[Customer][999998] is None and found[Product][999999] is None
+    customer = found[Customer][eur_customer.pk]
+    assert {f: getattr(customer, f) for f in CUSTOMER_ENTRY_FIELDS} == {
+        f: getattr(eur_customer, f) for f in CUSTOMER_ENTRY_FIELDS
+    }
+    for product in products:
+        loaded = found[Product][product.pk]
+        with django_assert_num_queries(0):
+            mine = {f: getattr(loaded, f) for f in ("id", "sku", "name", "unit", "unit_price", "active")}
+            rate = {f: getattr(loaded.tax_rate, f) for f in ("id", "name", "rate", "category", "legal_note")}
+        db = Product.objects.select_related("tax_rate").get(pk=product.pk)
+        assert mine == {f: getattr(db, f) for f in mine}
+        assert rate == {f: getattr(db.tax_rate, f) for f in rate}
+        assert loaded.tax_rate_id == db.tax_rate_id and not loaded._state.adding
+    # A field order entry does not read is still there, loaded on access.
+    assert found[Customer][eur_customer.pk].payment_terms_id == eur_customer.payment_terms_id
