@@ -11,15 +11,16 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from billing import money
+from orders.services import ORDER_NUMBER_SQL
 
 _products: dict[int, tuple] | None = None
 _currencies: dict[int, str] | None = None
 
-ORDER_SQL = """
+ORDER_SQL = f"""
 WITH s AS (SELECT nextval(pg_get_serial_sequence('orders_order', 'id')) AS id)
 INSERT INTO orders_order (id, number, customer_id, customer_reference, order_date, currency, status,
     net_total, tax_total, gross_total, channel, entry_started_at, notes, created_by_id, created_at)
-SELECT s.id, 'SO-' || lpad(s.id::text, 6, '0'), %s, %s, %s, %s, 'draft', %s, %s, %s, 'api', %s, '', NULL, %s
+SELECT s.id, {ORDER_NUMBER_SQL.format(id="s.id")}, %s, %s, %s, %s, 'draft', %s, %s, %s, 'api', %s, '', NULL, %s
 FROM s RETURNING id, number
 """
 LINE_SQL = """

@@ -112,6 +112,7 @@ def load_fulfilled_orders(
 
     from billing.models import Contact, Customer, PaymentTerms, TaxRate
     from orders.models import Order, OrderLine, Product
+    from orders.services import order_number
 
     rng = random.Random(seed)
     with transaction.atomic():
@@ -182,6 +183,13 @@ def load_fulfilled_orders(
     for start in range(0, n_orders, batch):
         count = min(batch, n_orders - start)
         orders, specs = [], []
+        # Ids from the order sequence, numbered as order_create numbers them (SO- and the id): orders
+        # entered later, whose number comes from the same sequence, never clash with these.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence('orders_order', 'id')) FROM generate_series(1, %s)", [count]
+            )
+            ids = [row[0] for row in cursor.fetchall()]
         for k in range(start, start + count):
             customer = customers[rng.randrange(n_customers)]
             fulfilled = now - timedelta(days=rng.randint(1, days_back), seconds=rng.randint(0, 86_399))
@@ -199,7 +207,8 @@ def load_fulfilled_orders(
             tax_total = sum((_q(v * r / 100) for (r, _c), v in by_rate.items()), Decimal(0))
             orders.append(
                 Order(
-                    number=f"SO-{k + 1:07d}",
+                    id=ids[k - start],
+                    number=order_number(ids[k - start]),
                     customer=customer,
                     customer_reference=f"PO-{k + 1}",
                     order_date=(fulfilled - timedelta(days=2)).date(),

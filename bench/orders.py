@@ -152,6 +152,7 @@ def load(n_orders: int, rng: random.Random) -> None:
 
     from billing.models import Customer, PaymentTerms, TaxRate
     from orders.models import Product
+    from orders.services import order_number
 
     with transaction.atomic():
         rates = [
@@ -212,7 +213,7 @@ def load(n_orders: int, rng: random.Random) -> None:
         confirmed = created.isoformat() if status in ("confirmed", "fulfilled") else r"\N"
         fulfilled = created.isoformat() if status == "fulfilled" else r"\N"
         orders.write(
-            f"{order_id}\tSO-{order_id:06d}\t{rng.choice(customer_ids)}\tPO-{order_id}\t{created.date()}\tEUR"
+            f"{order_id}\t{order_number(order_id)}\t{rng.choice(customer_ids)}\tPO-{order_id}\t{created.date()}\tEUR"
             f"\t{status}\t{cents(net_total)}\t{cents(tax_total)}\t{cents(net_total + tax_total)}"
             f"\t{channels[order_id % len(channels)]}\t{(created - timedelta(seconds=rng.randint(20, 600))).isoformat()}"
             f"\t{confirmed}\t{fulfilled}\t\t{created.isoformat()}\n"

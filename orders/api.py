@@ -5,7 +5,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from billing.api import ACTION_ERRORS, ERRORS, ErrorSerializer, ModelCleanSerializer
 from billing.errors import DomainError
-from billing.models import Customer
+from billing.models import Customer, TaxRate
 from otc.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 
 from . import services
@@ -182,6 +182,36 @@ PRODUCT_ENTRY_FIELDS = (
 )
 
 
+def _entry_columns(model, names) -> tuple[list[str], list[str]]:
+    """(attnames, columns) of `names` in the model's field order, as Model.from_db takes values."""
+    wanted = {model._meta.get_field(name).attname for name in names}
+    fields = [f for f in model._meta.concrete_fields if f.attname in wanted]
+    return [f.attname for f in fields], [f.column for f in fields]
+
+
+# Only the columns order entry reads (the rest would be loaded and never used; another field, if
+# something ever reads one, is loaded on access), by id, without the models' default ORDER BY. In
+# SQL built from the models once, rather than compiled by the ORM for every request.
+_CUSTOMER_ATTNAMES, _customer_columns = _entry_columns(Customer, CUSTOMER_ENTRY_FIELDS)
+_PRODUCT_ATTNAMES, _product_columns = _entry_columns(
+    Product, [name for name in PRODUCT_ENTRY_FIELDS if "__" not in name] + ["tax_rate"]
+)
+_TAX_RATE_ATTNAMES, _tax_rate_columns = _entry_columns(
+    TaxRate, [name.split("__", 1)[1] for name in PRODUCT_ENTRY_FIELDS if name.startswith("tax_rate__")]
+)
+# Table and column names only: no value is formatted in.
+_CUSTOMERS_SQL = (
+    f"SELECT {', '.join(_customer_columns)} FROM {Customer._meta.db_table} "  # noqa: S608
+    f"WHERE {Customer._meta.pk.column} = ANY(%s)"
+)
+_PRODUCTS_SQL = (
+    f"SELECT {', '.join('p.' + c for c in _product_columns)}, {', '.join('t.' + c for c in _tax_rate_columns)} "  # noqa: S608
+    f"FROM {Product._meta.db_table} p JOIN {TaxRate._meta.db_table} t "
+    f"ON t.{TaxRate._meta.pk.column} = p.{Product._meta.get_field('tax_rate').column} "
+    f"WHERE p.{Product._meta.pk.column} = ANY(%s)"
+)
+
+
 def prefetch_order_relations(orders: list) -> dict:
     """Customers and products (with tax rates) named by raw order payloads, in two queries,
     for `PrefetchedPrimaryKeyRelatedField`. Malformed payloads are skipped: the serializer reports them."""
@@ -196,15 +226,20 @@ def prefetch_order_relations(orders: list) -> dict:
                 product_ids.add(_pk_of(line.get("product")))
     customer_ids.discard(None)
     product_ids.discard(None)
-    # order_by(): a lookup by id needs no sorting (the models' default ordering would add one).
-    # Only the columns order entry reads (the rest would be loaded and never used); another field,
-    # if something ever reads one, is loaded on access.
-    customers = Customer.objects.order_by().only(*CUSTOMER_ENTRY_FIELDS).in_bulk(customer_ids) if customer_ids else {}
-    products = (
-        Product.objects.select_related("tax_rate").order_by().only(*PRODUCT_ENTRY_FIELDS).in_bulk(product_ids)
-        if product_ids
-        else {}
-    )
+    customers, products = {}, {}
+    with connection.cursor() as cursor:
+        if customer_ids:
+            cursor.execute(_CUSTOMERS_SQL, [sorted(customer_ids)])
+            for row in cursor.fetchall():
+                customer = Customer.from_db("default", _CUSTOMER_ATTNAMES, row)
+                customers[customer.pk] = customer
+        if product_ids:
+            cursor.execute(_PRODUCTS_SQL, [sorted(product_ids)])
+            split = len(_PRODUCT_ATTNAMES)
+            for row in cursor.fetchall():
+                product = Product.from_db("default", _PRODUCT_ATTNAMES, row[:split])
+                product.tax_rate = TaxRate.from_db("default", _TAX_RATE_ATTNAMES, row[split:])
+                products[product.pk] = product
     return {
         Customer: {pk: customers.get(pk) for pk in customer_ids},
         Product: {pk: products.get(pk) for pk in product_ids},
@@ -247,11 +282,60 @@ class OrderCreateSerializer(serializers.Serializer):
     lines = OrderLineInputSerializer(many=True, allow_empty=False, max_length=1000)
 
     def validate_entry_started_at(self, value):
-        now = timezone.now()
-        if value > now + CLOCK_SKEW:
-            raise serializers.ValidationError("Entry cannot start in the future.")
-        # Within the skew: the entry started just now, as far as this server can tell.
-        return min(value, now)
+        return entry_start(value)
+
+
+def entry_start(value):
+    now = timezone.now()
+    if value > now + CLOCK_SKEW:
+        raise serializers.ValidationError("Entry cannot start in the future.")
+    # Within the skew: the entry started just now, as far as this server can tell.
+    return min(value, now)
+
+
+_ORDER_FIELDS = OrderCreateSerializer._declared_fields
+_LINE_FIELDS = OrderLineInputSerializer._declared_fields
+_ORDER_SCALARS = ("customer_reference", "order_date", "entry_started_at", "notes")
+_LINE_SCALARS = ("quantity", "unit_price", "description", "discount_percent")
+
+
+def lean_order_input(data, prefetched: dict) -> dict | None:
+    """What `OrderCreateSerializer(data=data).validated_data` would be, for the common case of a
+    valid order whose customer and products were prefetched, without DRF's nested serializer
+    machinery (it copies and binds every field of the order and of each line for every request).
+    Each value goes through the serializer's own field (same parsing, limits and rounding). Returns
+    None when anything is off or unusual: the caller then validates with OrderCreateSerializer,
+    which gives the errors, so they are exactly DRF's."""
+    if type(data) is not dict:
+        return None
+    customers, products = prefetched.get(Customer, {}), prefetched.get(Product, {})
+    customer = customers.get(_pk_of(data.get("customer")))
+    lines = data.get("lines")
+    if customer is None or type(lines) is not list or not 0 < len(lines) <= 1000:
+        return None
+    try:
+        out = {"customer": customer}
+        for name in _ORDER_SCALARS:
+            if name in data:
+                out[name] = _ORDER_FIELDS[name].run_validation(data[name])
+        if "entry_started_at" in out:
+            out["entry_started_at"] = entry_start(out["entry_started_at"])
+        out_lines = []
+        for line in lines:
+            if type(line) is not dict or "quantity" not in line:
+                return None
+            product = products.get(_pk_of(line.get("product")))
+            if product is None:
+                return None
+            item = {"product": product}
+            for name in _LINE_SCALARS:
+                if name in line:
+                    item[name] = _LINE_FIELDS[name].run_validation(line[name])
+            out_lines.append(item)
+    except (serializers.ValidationError, DjangoValidationError, serializers.SkipField):
+        return None
+    out["lines"] = out_lines
+    return out
 
 
 BULK_MAX = 500
@@ -363,9 +447,12 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     def _create_order(self, data, context) -> Order:
         """Validate one order as POST /orders/ takes it and create it (in its own transaction)."""
-        serializer = OrderCreateSerializer(data=data, context=context)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        lean = lean_order_input(data, context["prefetched"])
+        if lean is None:
+            serializer = OrderCreateSerializer(data=data, context=context)
+            serializer.is_valid(raise_exception=True)
+            lean = serializer.validated_data
+        data = lean
         lines = [{key: value for key, value in line.items() if value is not None} for line in data["lines"]]
         return services.order_create(
             customer=data["customer"],

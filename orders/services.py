@@ -1,8 +1,9 @@
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import date
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import money
@@ -115,6 +116,46 @@ def _build_line(order: Order, position: int, spec: dict, *, actor=None) -> Order
     )
 
 
+def order_number(pk: int) -> str:
+    """The order number of order `pk`: SO- and the id, zero-padded to at least 6 digits. The same
+    as ORDER_NUMBER_SQL, which order_create uses to number the order in its INSERT."""
+    return f"SO-{pk:06d}"
+
+
+# order_number in SQL, of the column or value `{id}`: lpad alone would cut ids over 6 digits.
+ORDER_NUMBER_SQL = "'SO-' || lpad({id}::text, greatest(6, length({id}::text)), '0')"
+
+# The whole draft order in one statement: the id from the order sequence, the number from the id,
+# the lines (one row per array element) and the draft event, all written together; returns the
+# order's id and number and each line's id with its position.
+_CREATE_SQL = f"""
+WITH s AS (SELECT nextval(pg_get_serial_sequence('orders_order', 'id')) AS id),
+o AS (
+    INSERT INTO orders_order (id, number, customer_id, customer_reference, order_date, currency, status,
+        net_total, tax_total, gross_total, channel, entry_started_at, notes, created_by_id, created_at)
+    SELECT s.id, {ORDER_NUMBER_SQL.format(id="s.id")}, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s
+    FROM s
+    RETURNING id, number
+),
+l AS (
+    INSERT INTO orders_orderline (order_id, position, product_id, description, quantity, unit, unit_price,
+        discount_percent, tax_rate_id, tax_percent, tax_category, net_amount)
+    SELECT o.id, v.position, v.product_id, v.description, v.quantity, v.unit, v.unit_price, v.discount_percent,
+        v.tax_rate_id, v.tax_percent, v.tax_category, v.net_amount
+    FROM o, unnest(%s::integer[], %s::bigint[], %s::text[], %s::numeric[], %s::text[], %s::numeric[],
+        %s::numeric[], %s::bigint[], %s::numeric[], %s::text[], %s::numeric[])
+        AS v(position, product_id, description, quantity, unit, unit_price, discount_percent, tax_rate_id,
+             tax_percent, tax_category, net_amount)
+    RETURNING id, position
+),
+e AS (
+    INSERT INTO orders_orderevent (order_id, from_status, to_status, actor_id, note, created_at)
+    SELECT o.id, '', %s, %s, '', %s FROM o
+)
+SELECT o.id, o.number, l.id, l.position FROM o, l
+"""  # noqa: S608  (no value is formatted in: table and column names only)
+
+
 def _cache_lines(order: Order, lines: list[OrderLine]) -> None:
     # What prefetch_related("lines") would leave: order.lines.all() answers without a query (the API
     # shows the new order from it); any other use of order.lines still goes to the database.
@@ -123,7 +164,11 @@ def _cache_lines(order: Order, lines: list[OrderLine]) -> None:
     order._prefetched_objects_cache = {"lines": cached}
 
 
-@transaction.atomic
+def _saved(obj):
+    obj._state.adding, obj._state.db = False, "default"
+    return obj
+
+
 def order_create(
     *,
     customer: Customer,
@@ -137,30 +182,74 @@ def order_create(
 ) -> Order:
     """Create a draft order; each line copies the product's description, price and tax rate.
     A line may name its own unit price only if `actor` may override prices (see may_override_price).
-    The order comes back with its lines already in `order.lines.all()` (no query to show it)."""
+    The order comes back with its lines already in `order.lines.all()` (no query to show it).
+
+    Every rule is checked and the totals computed before anything is written; then the order (its
+    number taken from the order sequence in the INSERT), its lines and its draft event are written
+    by one statement, atomic by itself (inside the caller's transaction if there is one)."""
     if not lines:
         raise ValidationFailed("An order needs at least one line.", details={"lines": ["Add at least one line."]})
-    order = Order.objects.create(
+    user = actor_user(actor)
+    now = timezone.now()
+    order = Order(
         customer=customer,
         customer_reference=customer_reference,
         order_date=order_date or timezone.localdate(),
         currency=customer.currency,
+        status=OrderStatus.DRAFT,
         channel=channel,
-        entry_started_at=entry_started_at or timezone.now(),
+        entry_started_at=entry_started_at or now,
         notes=notes,
-        created_by=actor_user(actor),
+        created_by=user,
+        created_at=now,
     )
-    order.number = f"SO-{order.pk:06d}"
     built = [_build_line(order, i, spec, actor=actor) for i, spec in enumerate(lines, start=1)]
-    OrderLine.objects.bulk_create(built)
     _recompute_totals(order, built)
     if order.gross_total >= MAX_AMOUNT:
         raise ValidationFailed(
             f"The order comes to {order.gross_total}, more than an amount can hold.",
             details={"lines": ["The order total is too large."]},
         )
-    order.save(update_fields=["number", "net_total", "tax_total", "gross_total"])
-    OrderEvent.objects.create(order=order, from_status="", to_status=OrderStatus.DRAFT, actor=actor_user(actor))
+    params = [
+        customer.pk,
+        order.customer_reference,
+        order.order_date,
+        order.currency,
+        order.status,
+        order.net_total,
+        order.tax_total,
+        order.gross_total,
+        order.channel,
+        order.entry_started_at,
+        order.notes,
+        user.pk if user else None,
+        now,
+        [line.position for line in built],
+        [line.product_id for line in built],
+        [line.description for line in built],
+        [line.quantity for line in built],
+        [line.unit for line in built],
+        [line.unit_price for line in built],
+        [line.discount_percent for line in built],
+        [line.tax_rate_id for line in built],
+        [line.tax_percent for line in built],
+        [line.tax_category for line in built],
+        [line.net_amount for line in built],
+        OrderStatus.DRAFT,
+        user.pk if user else None,
+        now,
+    ]
+    # One statement is atomic by itself; inside a transaction it gets a savepoint, so that a refused
+    # order (a clash on the number, say) leaves the caller's transaction usable (the bulk API goes on).
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+        cursor.execute(_CREATE_SQL, params)
+        rows = cursor.fetchall()
+    order.pk, order.number = rows[0][0], rows[0][1]
+    line_ids = {position: line_id for _, _, line_id, position in rows}
+    _saved(order)
+    for line in built:
+        line.pk, line.order = line_ids[line.position], order
+        _saved(line)
     _cache_lines(order, built)
     return order
 

@@ -40,6 +40,7 @@ from billing.models import Contact, Customer, PaymentTerms
 from billing.terms import due_date as terms_due_date
 from invoicing.models import MUTABLE_AFTER_ISSUE, Invoice, InvoiceLine, NumberSequence
 from orders.models import Order, OrderLine
+from orders.services import order_number
 from payments.models import Allocation, Payment
 
 BATCH = 20_000  # invoices per COPY round: bounded memory, one statement per table per round
@@ -551,7 +552,7 @@ class BulkSeeder:
             copiers[Order].add(
                 {
                     "id": order_id,
-                    "number": f"SO-{order_id:06d}",
+                    "number": order_number(order_id),
                     "customer_id": account.pk,
                     "customer_reference": reference,
                     "order_date": order_date,
@@ -591,7 +592,7 @@ class BulkSeeder:
                     "invoice_id": invoice_id,
                     "credited_line_id": None,
                     "order_line_id": line_id,
-                    "order_number": f"SO-{order_id:06d}",
+                    "order_number": order_number(order_id),
                     "order_date": order_date,
                     "customer_reference": reference,
                     "sku": product.sku,

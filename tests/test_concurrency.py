@@ -92,3 +92,26 @@ def test_concurrent_oldest_first_payments_pay_each_invoice_once(customer, make_i
     credit = sum(p.unallocated_amount for p in Payment.objects.all())
     assert credit == D("1387.86")  # three payments became customer credit, nothing lost or doubled
     assert run_audit() == []
+
+
+def test_thirty_concurrent_order_creations_number_each_order_from_its_own_id(customer, products):
+    from orders import services as orders
+    from orders.models import Order, OrderEvent, OrderLine
+
+    def create(i):
+        order = orders.order_create(
+            customer=customer,
+            customer_reference=f"PO-{i}",
+            lines=[{"product": products[0], "quantity": D("1")}, {"product": products[1], "quantity": D(i + 1)}],
+        )
+        return order.pk, order.number
+
+    results = _race(30, create)
+    assert [r[0] for r in results] == ["ok"] * 30
+    stored = list(Order.objects.order_by("pk").values_list("pk", "number"))
+    # Unique, each the one its id gives, and without gaps: the ids are consecutive from the sequence.
+    assert sorted(r[1] for r in results) == stored
+    assert [number for _, number in stored] == [f"SO-{pk:06d}" for pk, _ in stored]
+    assert [pk for pk, _ in stored] == list(range(stored[0][0], stored[0][0] + 30))
+    assert OrderLine.objects.count() == 60 and OrderEvent.objects.filter(to_status="draft").count() == 30
+    assert run_audit() == []

@@ -129,3 +129,49 @@ def test_empty_credit_limit_means_unlimited(products):
     customer = CustomerFactory(credit_limit=None)
     order = services.order_create(customer=customer, lines=[{"product": products[0], "quantity": D("10000")}])
     assert services.order_confirm(order=order).status == OrderStatus.CONFIRMED
+
+
+@pytest.mark.parametrize("pk", [1, 42, 999_999, 1_000_000, 123_456_789])
+def test_the_number_written_at_insert_is_order_number_of_the_id(pk):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {services.ORDER_NUMBER_SQL.format(id='%(id)s')}", {"id": pk})
+        assert cursor.fetchone()[0] == services.order_number(pk)
+    assert services.order_number(1_000_000) == "SO-1000000"
+
+
+def test_order_create_writes_the_order_its_lines_and_event_in_one_statement(customer, products, user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    lines = [{"product": products[i % 2], "quantity": D(i + 1)} for i in range(7)]
+    with CaptureQueriesContext(connection) as queries:
+        order = services.order_create(customer=customer, actor=user, lines=lines)
+    writes = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(writes) == 1, writes
+    stored = Order.objects.get(pk=order.pk)
+    assert stored.number == order.number == f"SO-{order.pk:06d}"
+    assert (stored.net_total, stored.tax_total, stored.gross_total) == (
+        order.net_total,
+        order.tax_total,
+        order.gross_total,
+    )
+    assert stored.created_by == user and stored.created_at == order.created_at
+    assert [(line.pk, line.position, line.quantity) for line in order.lines.all()] == list(
+        stored.lines.order_by("position").values_list("pk", "position", "quantity")
+    )
+    assert list(OrderEvent.objects.filter(order=stored).values_list("from_status", "to_status", "actor")) == [
+        ("", "draft", user.pk)
+    ]
+
+
+def test_a_refused_order_writes_nothing_and_uses_no_number(customer, products):
+    first = services.order_create(customer=customer, lines=[{"product": products[0], "quantity": D("1")}])
+    with pytest.raises(ValidationFailed):
+        services.order_create(
+            customer=customer,
+            lines=[{"product": products[0], "quantity": D("1")}, {"product": products[1], "quantity": D("0")}],
+        )
+    second = services.order_create(customer=customer, lines=[{"product": products[0], "quantity": D("1")}])
+    assert second.pk == first.pk + 1 and Order.objects.count() == 2

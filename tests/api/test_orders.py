@@ -293,3 +293,96 @@ def test_shared_fields_show_an_order_exactly_as_drf_would(api, eur_customer, pro
     assert shown["lines"] == [generic(OrderLineSerializer(line), line) for line in order.lines.all()]
     assert len(shown["lines"]) == len(order_spec(eur_customer, products)["lines"]) > 0
     assert shown["number"] and shown["gross_total"] == str(order.gross_total)
+
+
+def _lean_and_drf(payload):
+    from orders.api import OrderCreateSerializer, lean_order_input, prefetch_order_relations
+
+    prefetched = prefetch_order_relations([payload])
+    serializer = OrderCreateSerializer(data=payload, context={"prefetched": prefetched})
+    drf = None
+    if serializer.is_valid():
+        drf = {**serializer.validated_data, "lines": [dict(line) for line in serializer.validated_data["lines"]]}
+    return lean_order_input(payload, prefetched), drf
+
+
+@pytest.mark.parametrize(
+    "extra, line",
+    [
+        ({}, {"quantity": "2"}),
+        ({}, {"quantity": 3}),
+        ({}, {"quantity": 1.25}),
+        ({}, {"quantity": " 2.004 ", "unit_price": "10.5", "discount_percent": "12.34"}),
+        ({}, {"quantity": "1", "unit_price": None, "description": "  Special chair  "}),
+        ({}, {"quantity": "1", "description": "", "discount_percent": 0}),
+        ({"customer_reference": " PO-1 ", "notes": "", "order_date": "2026-02-28"}, {"quantity": "1"}),
+        ({"entry_started_at": "2026-01-05T10:00:00+02:00"}, {"quantity": "1"}),
+        ({"entry_started_at": "2026-01-05T10:00:00"}, {"quantity": "1"}),
+        ({"unknown": "ignored"}, {"quantity": "1", "colour": "ignored"}),
+    ],
+)
+def test_the_lean_validator_reads_a_valid_order_exactly_as_the_serializer(eur_customer, products, extra, line):
+    payload = {"customer": str(eur_customer.pk), "lines": [{"product": products[0].pk, **line}], **extra}
+    lean, drf = _lean_and_drf(payload)
+    assert drf is not None
+    assert lean == drf
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lines": [{"product": "P", "quantity": "0"}]},
+        {"lines": [{"product": "P", "quantity": "1.0001"}]},
+        {"lines": [{"product": "P", "quantity": "NaN"}]},
+        {"lines": [{"product": "P"}]},
+        {"lines": [{"product": "P", "quantity": "1", "description": None}]},
+        {"lines": [{"product": "P", "quantity": "1", "unit_price": "1.001"}]},
+        {"lines": [{"product": 999999, "quantity": "1"}]},
+        {"lines": [{"product": "P", "quantity": "1"}] * 1001},
+        {"lines": []},
+        {"lines": {"0": {"product": "P", "quantity": "1"}}},
+        {"customer": 999999},
+        {"customer": True},
+        {"customer_reference": "x" * 81},
+        {"notes": None},
+        {"order_date": "yesterday"},
+        {"entry_started_at": "2999-01-01T00:00:00Z"},
+    ],
+)
+def test_the_lean_validator_leaves_every_refusal_to_the_serializer(eur_customer, products, change):
+    payload = {"customer": eur_customer.pk, "lines": [{"product": products[0].pk, "quantity": "1"}], **change}
+    if isinstance(payload["lines"], list):
+        payload["lines"] = [
+            {**x, "product": products[0].pk} if x.get("product") == "P" else x for x in payload["lines"]
+        ]
+    lean, drf = _lean_and_drf(payload)
+    assert drf is None
+    assert lean is None
+
+
+def test_the_entry_lookup_loads_customer_products_and_tax_rates_as_the_orm(
+    eur_customer, products, django_assert_num_queries
+):
+    from billing.models import Customer
+    from orders.api import CUSTOMER_ENTRY_FIELDS, prefetch_order_relations
+    from orders.models import Product
+
+    payload = {"customer": eur_customer.pk, "lines": [{"product": p.pk} for p in products] + [{"product": 999999}]}
+    with django_assert_num_queries(2):
+        found = prefetch_order_relations([payload, {"customer": 999998, "lines": []}])
+    assert found[Customer][999998] is None and found[Product][999999] is None
+    customer = found[Customer][eur_customer.pk]
+    assert {f: getattr(customer, f) for f in CUSTOMER_ENTRY_FIELDS} == {
+        f: getattr(eur_customer, f) for f in CUSTOMER_ENTRY_FIELDS
+    }
+    for product in products:
+        loaded = found[Product][product.pk]
+        with django_assert_num_queries(0):
+            mine = {f: getattr(loaded, f) for f in ("id", "sku", "name", "unit", "unit_price", "active")}
+            rate = {f: getattr(loaded.tax_rate, f) for f in ("id", "name", "rate", "category", "legal_note")}
+        db = Product.objects.select_related("tax_rate").get(pk=product.pk)
+        assert mine == {f: getattr(db, f) for f in mine}
+        assert rate == {f: getattr(db.tax_rate, f) for f in rate}
+        assert loaded.tax_rate_id == db.tax_rate_id and not loaded._state.adding
+    # A field order entry does not read is still there, loaded on access.
+    assert found[Customer][eur_customer.pk].payment_terms_id == eur_customer.payment_terms_id

@@ -81,3 +81,23 @@ def test_zero_seconds_turns_the_cache_off(bot, settings):
     _, _, client = bot
     assert token_queries(client) == (200, 1)
     assert token_queries(client) == (200, 1)
+
+
+def test_the_redis_cache_reuses_one_client_and_still_reads_writes_and_expires():
+    import os
+
+    from otc.cache import RedisCache
+
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("no Redis here")
+    cache = RedisCache(os.environ["REDIS_URL"], {"KEY_PREFIX": "otc-test-cache"})
+    client = cache._cache.get_client("a")
+    assert cache._cache.get_client("b", write=True) is client
+    cache.set("reuse", {"n": 1}, 30)
+    assert cache.get("reuse") == {"n": 1}
+    assert cache.get_many(["reuse", "none"]) == {"reuse": {"n": 1}}
+    cache.delete("reuse")
+    assert cache.get("reuse") is None
+    # A pool made anew (Django keeps them per server) gets its own client.
+    cache._cache._pools.clear()
+    assert cache._cache.get_client("a") is not client
