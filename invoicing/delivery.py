@@ -130,6 +130,12 @@ def _enqueue(invoice_id: int) -> None:
     enqueue_on_commit(invoice_deliver, invoice_id)
 
 
+def invoice_delivery_enqueue(invoice_id: int) -> None:
+    """Send an invoice whose delivery was just marked pending (see invoice_delivery_schedule and
+    services.invoice_render_pdf's one-statement store) to the delivery worker, on commit."""
+    _enqueue(invoice_id)
+
+
 def invoice_delivery_schedule(*, invoice: Invoice) -> bool:
     """Called by the PDF worker in the transaction that stores the PDF, with the invoice locked:
     mark the delivery pending and enqueue it on commit. An invoice already delivered (or on its

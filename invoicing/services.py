@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -463,7 +463,10 @@ def _close_paid_orders(invoice: Invoice, actor) -> None:
 
 
 def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
-    """Render and store an issued invoice's PDF with its SHA-256. Idempotent: a ready PDF is kept."""
+    """Render and store an issued invoice's PDF with its SHA-256. Idempotent: a ready PDF is kept.
+    The page is rendered without a lock; storing it is one conditional UPDATE (no lock held, one
+    round trip), which also marks the delivery pending and is refused when another render stored
+    a PDF first or the invoice was voided (or un-voided) meanwhile."""
     import hashlib
 
     from .einvoice import facturx_pdf
@@ -478,35 +481,85 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice | None:
     # A Factur-X PDF/A-3, in one pass: the CII XML rides inside the stored PDF. A void invoice
     # carries none, so that no accounts-payable system books it.
     data = render_invoice_pdf(invoice) if invoice.status == InvoiceStatus.VOID else facturx_pdf(invoice)
-    with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
-        if invoice is None:
-            return None
-        if invoice.pdf_status == PdfStatus.READY and invoice.pdf:
-            return invoice
-        if (invoice.status == InvoiceStatus.VOID) != (rendered_status == InvoiceStatus.VOID):
-            return invoice  # voided while rendering: the render the void enqueued stores the right PDF
-        invoice.pdf.save(f"{invoice.number}.pdf", ContentFile(data), save=False)
-        invoice.pdf_sha256 = hashlib.sha256(data).hexdigest()
-        invoice.pdf_status = PdfStatus.READY
-        invoice.pdf_error = ""
-        invoice.pdf_attempts += 1
-        invoice.pdf_rendered_at = timezone.now()
-        invoice.save(
-            update_fields=[
-                "pdf",
-                "pdf_sha256",
-                "pdf_status",
-                "pdf_error",
-                "pdf_attempts",
-                "pdf_rendered_at",
-                "updated_at",
-            ]
+    invoice.pdf.save(f"{invoice.number}.pdf", ContentFile(data), save=False)
+    invoice.pdf_sha256 = hashlib.sha256(data).hexdigest()
+    if not _update_returning():
+        return _store_pdf_locked(invoice, rendered_status)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _STORE_PDF_SQL,
+            {
+                "id": invoice.pk,
+                "pdf": invoice.pdf.name,
+                "sha": invoice.pdf_sha256,
+                "now": now,
+                "void": rendered_status == InvoiceStatus.VOID,
+                **_STORE_PDF_VALUES,
+            },
         )
+        row = cursor.fetchone()
+    if row is None:
+        # Stored by another render first, voided meanwhile (the render the void enqueued stores
+        # the right PDF) or deleted: this file is nobody's.
+        invoice.pdf.storage.delete(invoice.pdf.name)
+        return Invoice.objects.filter(pk=invoice_id).first()
+    invoice.pdf_status, invoice.pdf_error, invoice.pdf_rendered_at, invoice.updated_at = PdfStatus.READY, "", now, now
+    invoice.pdf_attempts, invoice.status, invoice.delivery_status, deliver = row
+    if deliver:
+        from .delivery import invoice_delivery_enqueue
+
+        invoice_delivery_enqueue(invoice.pk)  # e-mail or print batch
+    return invoice
+
+
+def _update_returning() -> bool:
+    """Whether the database has UPDATE ... RETURNING: PostgreSQL, and SQLite from 3.35, the release
+    that brought RETURNING to INSERT too (Django's flag for that)."""
+    return connection.features.can_return_columns_from_insert
+
+
+# invoice_render_pdf's store: the PDF, and the delivery marked pending as invoice_delivery_schedule
+# does (not for a draft or void invoice, nor one already sent or on its way to print).
+_STORE_PDF_SQL = """
+UPDATE invoicing_invoice SET pdf = %(pdf)s, pdf_sha256 = %(sha)s, pdf_status = %(ready)s, pdf_error = '',
+    pdf_attempts = pdf_attempts + 1, pdf_rendered_at = %(now)s, updated_at = %(now)s,
+    delivery_status = CASE WHEN status NOT IN (%(draft)s, %(void_status)s)
+        AND delivery_status IN (%(delivery_none)s, %(delivery_pending)s) THEN %(delivery_pending)s
+        ELSE delivery_status END
+WHERE id = %(id)s AND NOT (pdf_status = %(ready)s AND pdf <> '') AND (status = %(void_status)s) = %(void)s
+RETURNING pdf_attempts, status, delivery_status,
+    status NOT IN (%(draft)s, %(void_status)s) AND delivery_status = %(delivery_pending)s
+"""
+_STORE_PDF_VALUES = {
+    "ready": PdfStatus.READY,
+    "draft": InvoiceStatus.DRAFT,
+    "void_status": InvoiceStatus.VOID,
+    "delivery_none": DeliveryStatus.NONE,
+    "delivery_pending": DeliveryStatus.PENDING,
+}
+
+
+def _store_pdf_locked(invoice: Invoice, rendered_status: str) -> Invoice | None:
+    """invoice_render_pdf's store where UPDATE ... RETURNING is missing: the same checks and
+    writes under a row lock."""
+    name, sha = invoice.pdf.name, invoice.pdf_sha256
+    with transaction.atomic():
+        locked = Invoice.objects.select_for_update().filter(pk=invoice.pk).first()
+        stale = locked is None or (locked.pdf_status == PdfStatus.READY and locked.pdf)
+        if stale or (locked.status == InvoiceStatus.VOID) != (rendered_status == InvoiceStatus.VOID):
+            invoice.pdf.storage.delete(name)
+            return locked
+        locked.pdf, locked.pdf_sha256 = name, sha
+        locked.pdf_status, locked.pdf_error = PdfStatus.READY, ""
+        locked.pdf_attempts += 1
+        locked.pdf_rendered_at = timezone.now()
+        fields = ["pdf", "pdf_sha256", "pdf_status", "pdf_error", "pdf_attempts", "pdf_rendered_at", "updated_at"]
+        locked.save(update_fields=fields)
         from .delivery import invoice_delivery_schedule
 
-        invoice_delivery_schedule(invoice=invoice)  # e-mail or print batch, enqueued on commit
-    return invoice
+        invoice_delivery_schedule(invoice=locked)  # e-mail or print batch, enqueued on commit
+    return locked
 
 
 def invoice_mark_pdf_failed(*, invoice_id: int, error: str) -> None:

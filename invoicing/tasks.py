@@ -12,13 +12,22 @@ log = logging.getLogger(__name__)
 
 
 @worker_init.connect
-def _import_pdf_renderer(**kwargs) -> None:
+def _prepare_worker_parent(**kwargs) -> None:
     """In a worker's parent process, before its pool forks: import WeasyPrint and the libraries it
     loads (Pango, HarfBuzz, fontTools, about 35 MB), so that the children share those pages instead
     of each loading its own copy with its first PDF. The font configuration stays per process
-    (invoicing.pdf builds it on first use, in the child)."""
+    (invoicing.pdf builds it on first use, in the child).
+
+    Then freeze what the parent has allocated out of the garbage collector's reach: the children's
+    collections no longer walk (and so copy, page by page) the objects they inherit from it.
+    Measured on the PDF bench: private memory of two children 182 -> 105 MB, throughput +4 %
+    (bench/results/pdf.md)."""
+    import gc
+
     import weasyprint.pdf.fonts
     import weasyprint.text.fonts  # noqa: F401
+
+    gc.freeze()
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5, default_retry_delay=30, time_limit=120, soft_time_limit=100)

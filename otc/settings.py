@@ -223,6 +223,10 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = 500
 # A safety net, not the budget: a child past 200 MB resident (a PDF child settles near 140 MB, see
 # bench/results/pdf.md) is replaced once its task is done, so a leak cannot grow unnoticed.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = 200_000  # KiB
+# Celery's Django fixup closes the database connection around every task unless this is set: a
+# new PostgreSQL connection (and server process) for each PDF. Workers keep theirs as web requests
+# do instead: otc.celery closes it around a task only when CONN_MAX_AGE or an error says so.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="otc")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

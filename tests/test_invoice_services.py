@@ -163,6 +163,121 @@ def test_render_pdf_stores_file_and_hash(customer, make_issued_invoice, settings
     assert again.pdf.name == rendered.pdf.name and again.pdf_attempts == 1
 
 
+def _stored_pdfs(root) -> list[str]:
+    return sorted(path.name for path in (root / "invoices").rglob("*.pdf"))
+
+
+def test_render_pdf_marks_the_delivery_pending_and_sends_it_on_commit(
+    customer, make_issued_invoice, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from unittest import mock
+
+    from invoicing import tasks
+    from invoicing.models import DeliveryStatus
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    invoice = make_issued_invoice(customer)
+    assert invoice.delivery_status == DeliveryStatus.NONE
+    with (
+        mock.patch.object(tasks.invoice_deliver, "delay") as deliver,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        rendered = services.invoice_render_pdf(invoice_id=invoice.pk)
+    deliver.assert_called_once_with(invoice.pk)
+    stored = Invoice.objects.get(pk=invoice.pk)
+    assert (rendered.delivery_status, stored.delivery_status) == (DeliveryStatus.PENDING, DeliveryStatus.PENDING)
+    assert (stored.pdf.name, stored.pdf_sha256, stored.pdf_attempts) == (rendered.pdf.name, rendered.pdf_sha256, 1)
+    assert stored.pdf_rendered_at == rendered.pdf_rendered_at and stored.pdf_error == ""
+
+
+def test_a_render_that_finds_the_pdf_stored_meanwhile_keeps_it_and_drops_its_own_file(
+    customer, make_issued_invoice, settings, tmp_path
+):
+    """Two workers render the same invoice (a retried message, the sweeper): the first to store wins;
+    the other stores nothing and leaves no file behind."""
+    from unittest import mock
+
+    from invoicing import einvoice
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    invoice = make_issued_invoice(customer)
+    real = einvoice.facturx_pdf
+    calls = []
+
+    def render_while_another_worker_stores(inv):
+        calls.append(inv.pk)
+        if len(calls) == 1:
+            services.invoice_render_pdf(invoice_id=inv.pk)  # the other worker, done first
+        return real(inv)
+
+    with mock.patch.object(einvoice, "facturx_pdf", side_effect=render_while_another_worker_stores):
+        result = services.invoice_render_pdf(invoice_id=invoice.pk)
+    stored = Invoice.objects.get(pk=invoice.pk)
+    assert len(calls) == 2
+    assert result.pdf.name == stored.pdf.name and stored.pdf_attempts == 1
+    assert _stored_pdfs(tmp_path) == [stored.pdf.name.rsplit("/", 1)[1]]
+
+
+def test_a_render_that_finds_the_invoice_voided_meanwhile_stores_nothing(
+    customer, make_issued_invoice, settings, tmp_path
+):
+    from unittest import mock
+
+    from invoicing import einvoice
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    invoice = make_issued_invoice(customer)
+    real = einvoice.facturx_pdf
+
+    def voided_while_rendering(inv):
+        services.invoice_void(invoice=Invoice.objects.get(pk=inv.pk), reason="entered twice")
+        return real(inv)
+
+    with mock.patch.object(einvoice, "facturx_pdf", side_effect=voided_while_rendering):
+        services.invoice_render_pdf(invoice_id=invoice.pk)
+    stored = Invoice.objects.get(pk=invoice.pk)
+    assert stored.status == InvoiceStatus.VOID
+    assert stored.pdf_status == PdfStatus.PENDING and not stored.pdf  # the void's own render stores the VOID page
+    assert _stored_pdfs(tmp_path) == []
+
+
+def test_without_update_returning_the_pdf_is_stored_under_a_row_lock_the_same_way(
+    customer, make_issued_invoice, settings, tmp_path, monkeypatch
+):
+    """The embedded SQLite default before 3.35 has no UPDATE ... RETURNING: the same store, locked."""
+    from unittest import mock
+
+    from invoicing import einvoice
+    from invoicing.models import DeliveryStatus
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    first, second = make_issued_invoice(customer), make_issued_invoice(customer)
+    monkeypatch.setattr(services, "_update_returning", lambda: False)
+    rendered = services.invoice_render_pdf(invoice_id=first.pk)
+    stored = Invoice.objects.get(pk=first.pk)
+    assert (stored.pdf_status, stored.pdf_attempts, stored.delivery_status) == (
+        PdfStatus.READY,
+        1,
+        DeliveryStatus.PENDING,
+    )
+    assert stored.pdf.name == rendered.pdf.name and stored.pdf_sha256 == rendered.pdf_sha256
+
+    real = einvoice.facturx_pdf
+    calls = []
+
+    def render_while_another_worker_stores(inv):
+        calls.append(inv.pk)
+        if len(calls) == 1:
+            services.invoice_render_pdf(invoice_id=inv.pk)
+        return real(inv)
+
+    with mock.patch.object(einvoice, "facturx_pdf", side_effect=render_while_another_worker_stores):
+        services.invoice_render_pdf(invoice_id=second.pk)
+    second.refresh_from_db()
+    assert len(calls) == 2 and second.pdf_attempts == 1
+    assert _stored_pdfs(tmp_path) == sorted(invoice.pdf.name.rsplit("/", 1)[1] for invoice in (stored, second))
+
+
 def test_a_broker_outage_does_not_fail_an_issue_that_committed(
     customer, make_fulfilled_order, django_capture_on_commit_callbacks
 ):
