@@ -80,6 +80,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "original",
             "voided_at",
             "void_reason",
+            "credit_reason",
             "pdf_status",
             "delivery_status",
             "delivered_at",

@@ -358,6 +358,8 @@ def document(invoice: Invoice, lines=None) -> Document:
     notes = []
     if is_credit_note and original is not None:
         notes.append(f"Credit note for invoice {original.number}.")
+    if is_credit_note and invoice.credit_reason:
+        notes.append(f"Reason: {invoice.credit_reason}")
     if invoice.kind == InvoiceKind.PENALTY:
         notes.append("Late-payment penalty" + (f" on invoice {original.number}." if original is not None else "."))
     # Legal notes of lines whose category has no exemption reason of its own (zero rated, say).

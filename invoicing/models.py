@@ -74,6 +74,9 @@ class NumberSequence(models.Model):
 
 
 # Fields that may change after issue; everything else is the frozen document.
+# Content fields that came after documents had been issued: they count in the fingerprint only when
+# set, so that the fingerprints stored on documents issued before them stay valid.
+ADDED_AFTER_ISSUE = frozenset({"credit_reason"})
 MUTABLE_AFTER_ISSUE = {
     "status",
     "amount_paid",
@@ -137,6 +140,13 @@ class Invoice(models.Model):
     )
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.CharField(max_length=255, blank=True)
+    credit_reason = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        db_default="",  # set-based writers (bench loaders, hand-written SQL) may leave it out
+        help_text="Why a credit note was issued: printed on it and sent in its e-invoice.",
+    )
     disputed = models.BooleanField(default=False, help_text="The customer contests it: no reminders are sent.")
     dispute_reason = models.CharField(max_length=255, blank=True)
     disputed_at = models.DateTimeField(null=True, blank=True)
@@ -221,7 +231,11 @@ class Invoice(models.Model):
     def fingerprint(self, lines=None) -> str:
         """SHA-256 of the document's content: header fields and every line (as stored; pass
         `lines` read from the database to avoid a query per invoice)."""
-        header = {k: v for k, v in self._content().items() if k not in {"content_sha256", "issued_by_id", "created_at"}}
+        header = {
+            k: v
+            for k, v in self._content().items()
+            if k not in {"content_sha256", "issued_by_id", "created_at"} and not (k in ADDED_AFTER_ISSUE and v == "")
+        }
         lines = [
             {k: str(getattr(line, k)) for k in InvoiceLine.CONTENT_FIELDS}
             for line in (lines if lines is not None else self.lines.order_by("position", "id"))

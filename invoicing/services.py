@@ -785,6 +785,9 @@ def invoice_credit_quote(
     )
 
 
+CREDIT_REASON_MAX = Invoice._meta.get_field("credit_reason").max_length
+
+
 @transaction.atomic
 def invoice_credit(
     *,
@@ -807,6 +810,11 @@ def invoice_credit(
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed("Give a reason for the credit note.", details={"reason": ["This field is required."]})
+    if len(reason) > CREDIT_REASON_MAX:
+        raise ValidationFailed(
+            f"Keep the reason under {CREDIT_REASON_MAX} characters.",
+            details={"reason": [f"At most {CREDIT_REASON_MAX} characters."]},
+        )
     built = _credit_lines(original, reason=reason, lines=lines, amount=amount, tax_percent=tax_percent)
     note = Invoice.objects.create(
         kind=InvoiceKind.CREDIT_NOTE,
@@ -814,6 +822,7 @@ def invoice_credit(
         customer_id=original.customer_id,
         currency=original.currency,
         original=original,
+        credit_reason=reason,
     )
     for line in built:
         line.invoice = note

@@ -143,3 +143,48 @@ def test_the_audit_catches_a_rate_credited_beyond_its_taxable_amount(customer, m
     InvoiceLine.objects.filter(invoice=note).update(net_amount=D("97.51"))  # behind the service's back
     found = {f.check: f.rows for f in run_audit()}
     assert found["credits_within_rates"] == [f"{invoice.number}: 5.50, 97.51, 97.50"]
+
+
+def test_the_reason_stays_on_the_credit_note_and_is_part_of_its_content(customer, make_issued_invoice):
+    from django.db import connection
+
+    from kpis.audit import run_audit
+
+    invoice = make_issued_invoice(customer)
+    note = services.invoice_credit(invoice=invoice, reason="Goods returned")
+    note.refresh_from_db()
+    assert note.credit_reason == "Goods returned"
+    assert note.content_sha256 == note.fingerprint()
+    assert run_audit() == []
+    with connection.cursor() as cursor:  # behind the services' back
+        cursor.execute("UPDATE invoicing_invoice SET credit_reason = 'Price error' WHERE id = %s", [note.pk])
+    assert note.number in " ".join(" ".join(f.rows) for f in run_audit())
+
+
+def test_a_document_without_a_reason_keeps_the_fingerprint_it_had_before_the_field(customer, make_issued_invoice):
+    """Documents issued before credit notes kept their reason were fingerprinted without the field."""
+    import hashlib
+    import json
+
+    invoice = make_issued_invoice(customer)
+    header = {
+        k: v
+        for k, v in invoice._content().items()
+        if k not in {"content_sha256", "issued_by_id", "created_at", "credit_reason"}
+    }
+    lines = [
+        {k: str(getattr(line, k)) for k in InvoiceLine.CONTENT_FIELDS}
+        for line in invoice.lines.order_by("position", "id")
+    ]
+    payload = json.dumps({"header": header, "lines": lines}, sort_keys=True, default=str)
+    assert invoice.fingerprint() == hashlib.sha256(payload.encode()).hexdigest() == invoice.content_sha256
+
+
+def test_a_reason_past_the_limit_is_refused_and_nothing_is_credited(customer, make_issued_invoice):
+    invoice = make_issued_invoice(customer)
+    with pytest.raises(ValidationFailed, match="under 500 characters") as refused:
+        services.invoice_credit(invoice=invoice, reason="x" * 501)
+    assert refused.value.details == {"reason": ["At most 500 characters."]}
+    assert not Invoice.objects.filter(kind=InvoiceKind.CREDIT_NOTE).exists()
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.ISSUED

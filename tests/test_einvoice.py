@@ -233,6 +233,9 @@ def test_credit_note_refers_to_the_invoice_it_corrects(customer, issue, user):
         invoice.issue_date.isoformat()
     )
     assert value(ubl, "//cac:CreditNoteLine/cbc:CreditedQuantity") == "1.000"
+    # Why it was issued (BT-22), next to the reference to the invoice.
+    assert "Reason: One chair damaged" in values(ubl, "/cn:CreditNote/cbc:Note")
+    assert "Reason: One chair damaged" in values(cii, "//rsm:ExchangedDocument/ram:IncludedNote/ram:Content")
     assert value(ubl, "//cac:LegalMonetaryTotal/cbc:PayableAmount") == "179.88"
     # The seller owes the buyer here: no instructions to pay the seller.
     assert values(ubl, "//cac:PaymentMeans") == [] and values(cii, "//ram:SpecifiedTradeSettlementPaymentMeans") == []

@@ -201,6 +201,7 @@ def test_credit_note_says_so_and_names_the_corrected_invoice(billed):
     assert note.number.startswith("CN-")
     assert "CREDIT NOTE" in text and note.number in text
     assert f"Corrects invoice {invoice.number} of 2026-03-10" in text
+    assert "Reason: Damaged chair." in text
     assert "INVOICE " + invoice.number not in text  # the heading is the credit note's, not the invoice's
     assert "Boulangerie Martin SAS" in text and "FR32123456789" in text
     assert "Ergonomic office chair" in text and _row(text, "1 unit", "149.90", "20%", "149.90")

@@ -64,6 +64,7 @@ def test_credit_chosen_lines(api, invoice):
     assert (body["kind"], body["original"], body["gross_total"]) == ("credit_note", invoice.pk, "179.88")
     assert body["number"].startswith("CN-")
     assert body["lines"][0]["credited_line"] == chairs.pk
+    assert body["credit_reason"] == "One chair damaged"
     original = api.get(f"/api/v1/invoices/{invoice.pk}/").json()
     assert (original["status"], original["balance"]) == ("partially_paid", "282.74")
 

@@ -54,6 +54,7 @@ def test_a_partial_credit_note_from_the_invoice_page(page, login, screenshot, cu
     expect(heading(page)).to_contain_text(f"Credit note {note.number}")
     expect(page.locator(".alert-success")).to_contain_text(f"Credit note {note.number} issued")
     expect(page.get_by_test_id("invoice-balance")).to_contain_text("0.00")  # all applied to the invoice
+    expect(page.get_by_test_id("credit-reason")).to_have_text("One chair damaged in transport")
     screenshot("credit_note_detail")
 
     page.get_by_role("link", name=invoice.number).last.click()
