@@ -29,7 +29,15 @@ from orders.models import Order, OrderStatus
 from orders.services import orders_mark_invoiced
 
 from . import services
-from .models import BillingRun, BillingRunStatus, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
+from .models import (
+    BillingRun,
+    BillingRunBatch,
+    BillingRunStatus,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+)
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 200  # groups per task
@@ -86,7 +94,7 @@ def bill_group(*, order_ids: list[int], issue_date: date, actor=None) -> tuple[i
 def run_start(*, as_of: date | None = None, actor=None, batch_size: int | None = None) -> BillingRun:
     """Plan a run and enqueue its batches (after commit). Returns the run at once; its progress
     is on the row. Batch size: the argument, else settings.OTC_BILLING_BATCH_SIZE, else BATCH_SIZE."""
-    from .tasks import billing_run_batch
+    from .tasks import billing_run_bill_batch
 
     batch_size = batch_size or getattr(settings, "OTC_BILLING_BATCH_SIZE", None) or BATCH_SIZE
     as_of = as_of or timezone.localdate()
@@ -102,10 +110,48 @@ def run_start(*, as_of: date | None = None, actor=None, batch_size: int | None =
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
             return run
-        batches = [groups[i : i + batch_size] for i in range(0, len(groups), batch_size)]
+        now = timezone.now()
+        batches = BillingRunBatch.objects.bulk_create(
+            BillingRunBatch(run=run, groups=groups[i : i + batch_size], sent_at=now)
+            for i in range(0, len(groups), batch_size)
+        )
         for batch in batches:
-            enqueue_on_commit(billing_run_batch, run.pk, batch)
+            enqueue_on_commit(billing_run_bill_batch, batch.pk)
     return run
+
+
+def resend_lost_batches(*, older_than: timedelta | None = None, limit: int = 1000) -> int:
+    """Send again the batches of running runs that are still not billed `older_than` after their
+    message was sent (settings.OTC_RUN_BATCH_RESEND_AFTER, 30 minutes by default): their message
+    was lost, or is still waiting behind a long queue, in which case the batch is billed by the
+    first message to arrive and the other finds it done. Returns how many were sent again."""
+    from .tasks import billing_run_bill_batch
+
+    older_than = older_than or getattr(settings, "OTC_RUN_BATCH_RESEND_AFTER", None) or timedelta(minutes=30)
+    now = timezone.now()
+    with transaction.atomic():
+        lost = list(
+            BillingRunBatch.objects.select_for_update(skip_locked=True)
+            .filter(done_at__isnull=True, sent_at__lt=now - older_than, run__status=BillingRunStatus.RUNNING)
+            .values_list("pk", "run_id")[:limit]
+        )
+        if not lost:
+            return 0
+        BillingRunBatch.objects.filter(pk__in=[pk for pk, _ in lost]).update(sent_at=now, sends=F("sends") + 1)
+        for pk, run_id in lost:
+            log.warning(
+                "Billing run %s: batch %s not billed %s after it was sent; sending it again", run_id, pk, older_than
+            )
+            enqueue_on_commit(billing_run_bill_batch, pk)
+    return len(lost)
+
+
+def run_stored_batch(*, batch_id: int) -> None:
+    """Bill a stored batch of a run and record its progress; nothing when it is billed already
+    (a message delivered twice, or sent again by resend_lost_batches while the first waited)."""
+    batch = BillingRunBatch.objects.filter(pk=batch_id, done_at__isnull=True).first()
+    if batch is not None:
+        run_batch(run_id=batch.run_id, groups=batch.groups, batch_id=batch.pk)
 
 
 @dataclass
@@ -258,8 +304,10 @@ def _bill_batch(*, groups: list[list[int]], issue_date: date, actor) -> BatchRes
     return result
 
 
-def run_batch(*, run_id: int, groups: list[list[int]]) -> None:
-    """Bill a batch of groups and record progress on the run."""
+def run_batch(*, run_id: int, groups: list[list[int]], batch_id: int | None = None) -> None:
+    """Bill a batch of groups and record progress on the run (and the stored batch done, in the
+    same transaction). When another delivery of the same batch recorded it first, only what this
+    one billed is added (the groups are not counted twice)."""
     run = BillingRun.objects.filter(pk=run_id).first()
     if run is None:
         return
@@ -267,6 +315,15 @@ def run_batch(*, run_id: int, groups: list[list[int]]) -> None:
     created, billed, skipped, errors = done.created, done.billed, done.skipped, done.errors
     with transaction.atomic():
         run = BillingRun.objects.select_for_update().get(pk=run_id)
+        first = batch_id is None or BillingRunBatch.objects.filter(pk=batch_id, done_at__isnull=True).update(
+            done_at=timezone.now()
+        )
+        if not first:
+            if created or billed:
+                BillingRun.objects.filter(pk=run_id).update(
+                    invoices_created=F("invoices_created") + created, orders_billed=F("orders_billed") + billed
+                )
+            return
         run.processed_groups = F("processed_groups") + len(groups)
         run.invoices_created = F("invoices_created") + created
         run.orders_billed = F("orders_billed") + billed

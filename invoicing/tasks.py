@@ -82,10 +82,27 @@ def invoice_sweep_pending_pdfs(older_than_minutes: int = 10, batch: int = 500) -
 
 @shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
 def billing_run_batch(run_id: int, groups: list[list[int]]) -> None:
-    """Bill one bounded batch of a billing run. Safe to redeliver: billed orders are skipped."""
+    """Bill one bounded batch of a billing run, carried in the message (runs started before batches
+    were stored; new runs send billing_run_bill_batch). Safe to redeliver: billed orders are skipped."""
     from .billing_runs import run_batch
 
     run_batch(run_id=run_id, groups=groups)
+
+
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
+def billing_run_bill_batch(batch_id: int) -> None:
+    """Bill one stored batch of a billing run. Safe to redeliver: a billed batch is left alone."""
+    from .billing_runs import run_stored_batch
+
+    run_stored_batch(batch_id=batch_id)
+
+
+@shared_task
+def billing_run_resend_lost_batches() -> int:
+    """Beat: send again the batches of running billing runs whose message was lost."""
+    from .billing_runs import resend_lost_batches
+
+    return resend_lost_batches()
 
 
 @shared_task

@@ -235,6 +235,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "invoicing.tasks.invoice_sweep_pending_pdfs",
         "schedule": timedelta(minutes=10),
     },
+    "invoicing-resend-lost-billing-batches": {
+        "task": "invoicing.tasks.billing_run_resend_lost_batches",
+        "schedule": timedelta(minutes=10),
+    },
     "invoicing-billing-run": {
         "task": "invoicing.tasks.billing_run_daily",
         "schedule": crontab(hour=1, minute=0),

@@ -154,3 +154,74 @@ def test_run_billing_command_waits_for_the_real_worker(celery_worker_process, ma
     out = StringIO()
     call_command("run_billing", "--as-of", yesterday.isoformat(), stdout=out)
     assert "0 invoice(s) planned" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_a_lost_batch_message_is_sent_again_and_the_run_finishes(
+    eager, make_fulfilled_order, customer, django_capture_on_commit_callbacks
+):
+    """The broker lost a batch's message (restarted without its data): the run would stay running.
+    The sweeper sends the batch again once it is overdue; it is billed and counted once."""
+    from unittest import mock
+
+    from invoicing import tasks
+    from invoicing.models import BillingRunBatch
+
+    orders = [make_fulfilled_order(customer) for _ in range(3)]
+    with (
+        mock.patch.object(tasks.billing_run_bill_batch, "delay") as lost,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        run = billing_runs.run_start(as_of=timezone.localdate(), batch_size=2)
+    batches = list(BillingRunBatch.objects.filter(run=run))
+    assert [len(b.groups) for b in batches] == [2, 1] and lost.call_count == 2  # sent, then lost
+    run.refresh_from_db()
+    assert (run.status, run.processed_groups) == (BillingRunStatus.RUNNING, 0)
+
+    # Not yet overdue: nothing is sent again.
+    with mock.patch.object(tasks.billing_run_bill_batch, "delay") as resent:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert billing_runs.resend_lost_batches(older_than=timedelta(minutes=30)) == 0
+        resent.assert_not_called()
+
+    BillingRunBatch.objects.update(sent_at=timezone.now() - timedelta(minutes=31))
+    with django_capture_on_commit_callbacks(execute=True):  # this time the messages arrive
+        assert billing_runs.resend_lost_batches(older_than=timedelta(minutes=30)) == 2
+    run.refresh_from_db()
+    assert (run.status, run.processed_groups, run.invoices_created, run.orders_billed) == (
+        BillingRunStatus.DONE,
+        3,
+        3,
+        3,
+    )
+    assert all(b.done_at is not None and b.sends == 2 for b in BillingRunBatch.objects.filter(run=run))
+    assert {o.status for o in Order.objects.filter(pk__in=[o.pk for o in orders])} == {OrderStatus.INVOICED}
+
+    # The original messages turn up after all: nothing more is billed or counted.
+    tasks.billing_run_bill_batch(batches[0].pk)
+    run.refresh_from_db()
+    assert (run.processed_groups, run.invoices_created) == (3, 3) and Invoice.objects.count() == 3
+    # A finished run's batches are never sent again.
+    assert billing_runs.resend_lost_batches(older_than=timedelta(seconds=0)) == 0
+    assert run_audit() == []
+
+
+@pytest.mark.django_db
+def test_two_deliveries_of_one_stored_batch_count_its_groups_once(make_fulfilled_order, customer):
+    from invoicing.models import BillingRunBatch
+
+    make_fulfilled_order(customer)
+    make_fulfilled_order(customer)
+    groups = billing_runs.plan_groups(as_of=timezone.localdate())
+    run = BillingRun.objects.create(as_of=timezone.localdate(), total_groups=len(groups))
+    batch = BillingRunBatch.objects.create(run=run, groups=groups, sent_at=timezone.now())
+    billing_runs.run_stored_batch(batch_id=batch.pk)
+    # A delivery that started before the first one finished bills nothing more and counts nothing twice.
+    billing_runs.run_batch(run_id=run.pk, groups=groups, batch_id=batch.pk)
+    run.refresh_from_db()
+    assert (run.processed_groups, run.invoices_created, run.skipped_groups, run.status) == (
+        2,
+        2,
+        0,
+        BillingRunStatus.DONE,
+    )
