@@ -403,3 +403,23 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.action} {self.object_repr}"
+
+
+class RunBatch(models.Model):
+    """One bounded batch of a background run's work (a billing run's order groups, a penalty run's
+    invoices), stored until it is done: its message carries only its id, the sweeper sends it again
+    when that message was lost (billing.jobs.batches_resend_lost), and its progress is counted once
+    however many times a message for it arrives (billing.jobs.batch_mark_done)."""
+
+    items = models.JSONField(help_text="What the batch works on: order-id groups, or invoice ids.")
+    sent_at = models.DateTimeField(help_text="When its message was last sent to the workers.")
+    sends = models.PositiveSmallIntegerField(default=1, help_text="Messages sent for it: more than one after a resend.")
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["id"]
+        indexes = [models.Index(fields=["sent_at"], condition=Q(done_at__isnull=True), name="%(class)s_pending")]
+
+    def __str__(self):
+        return f"Batch #{self.pk} of {self._meta.get_field('run').related_model._meta.verbose_name} #{self.run_id}"

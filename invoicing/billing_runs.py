@@ -17,12 +17,11 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from billing import bulk
+from billing import bulk, jobs
 from billing.errors import DomainError, ValidationFailed
-from billing.jobs import enqueue_on_commit
 from billing.models import BillingCycle, Customer
 from billing.services import actor_user, audit_record_many
 from orders.models import Order, OrderStatus
@@ -110,40 +109,20 @@ def run_start(*, as_of: date | None = None, actor=None, batch_size: int | None =
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
             return run
-        now = timezone.now()
-        batches = BillingRunBatch.objects.bulk_create(
-            BillingRunBatch(run=run, groups=groups[i : i + batch_size], sent_at=now)
-            for i in range(0, len(groups), batch_size)
-        )
-        for batch in batches:
-            enqueue_on_commit(billing_run_bill_batch, batch.pk)
+        chunks = [groups[i : i + batch_size] for i in range(0, len(groups), batch_size)]
+        jobs.batches_send(BillingRunBatch, run=run, chunks=chunks, task=billing_run_bill_batch)
     return run
 
 
-def resend_lost_batches(*, older_than: timedelta | None = None, limit: int = 1000) -> int:
-    """Send again the batches of running runs that are still not billed `older_than` after their
-    message was sent (settings.OTC_RUN_BATCH_RESEND_AFTER, 30 minutes by default): their message
-    was lost, or is still waiting behind a long queue, in which case the batch is billed by the
-    first message to arrive and the other finds it done. Returns how many were sent again."""
+def resend_lost_batches(*, older_than: timedelta | None = None) -> int:
+    """Send again the batches of running billing runs whose message was lost (see
+    billing.jobs.batches_resend_lost). Returns how many were sent again."""
     from .tasks import billing_run_bill_batch
 
-    older_than = older_than or getattr(settings, "OTC_RUN_BATCH_RESEND_AFTER", None) or timedelta(minutes=30)
-    now = timezone.now()
-    with transaction.atomic():
-        lost = list(
-            BillingRunBatch.objects.select_for_update(skip_locked=True)
-            .filter(done_at__isnull=True, sent_at__lt=now - older_than, run__status=BillingRunStatus.RUNNING)
-            .values_list("pk", "run_id")[:limit]
-        )
-        if not lost:
-            return 0
-        BillingRunBatch.objects.filter(pk__in=[pk for pk, _ in lost]).update(sent_at=now, sends=F("sends") + 1)
-        for pk, run_id in lost:
-            log.warning(
-                "Billing run %s: batch %s not billed %s after it was sent; sending it again", run_id, pk, older_than
-            )
-            enqueue_on_commit(billing_run_bill_batch, pk)
-    return len(lost)
+    running = Q(run__status=BillingRunStatus.RUNNING)
+    return jobs.batches_resend_lost(
+        BillingRunBatch, task=billing_run_bill_batch, running_runs=running, older_than=older_than
+    )
 
 
 def run_stored_batch(*, batch_id: int) -> None:
@@ -151,7 +130,7 @@ def run_stored_batch(*, batch_id: int) -> None:
     (a message delivered twice, or sent again by resend_lost_batches while the first waited)."""
     batch = BillingRunBatch.objects.filter(pk=batch_id, done_at__isnull=True).first()
     if batch is not None:
-        run_batch(run_id=batch.run_id, groups=batch.groups, batch_id=batch.pk)
+        run_batch(run_id=batch.run_id, groups=batch.items, batch_id=batch.pk)
 
 
 @dataclass
@@ -315,10 +294,7 @@ def run_batch(*, run_id: int, groups: list[list[int]], batch_id: int | None = No
     created, billed, skipped, errors = done.created, done.billed, done.skipped, done.errors
     with transaction.atomic():
         run = BillingRun.objects.select_for_update().get(pk=run_id)
-        first = batch_id is None or BillingRunBatch.objects.filter(pk=batch_id, done_at__isnull=True).update(
-            done_at=timezone.now()
-        )
-        if not first:
+        if batch_id is not None and not jobs.batch_mark_done(BillingRunBatch, batch_id):
             if created or billed:
                 BillingRun.objects.filter(pk=run_id).update(
                     invoices_created=F("invoices_created") + created, orders_billed=F("orders_billed") + billed

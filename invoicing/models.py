@@ -8,7 +8,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Round
 from django.urls import reverse
 
-from billing.models import MONEY, Customer
+from billing.models import MONEY, Customer, RunBatch
 from billing.money import HUNDRED, quantize
 from orders.models import QUANTITY, OrderLine
 
@@ -373,26 +373,10 @@ class BillingRun(models.Model):
         return 100 if not self.total_groups else int(self.processed_groups * 100 / self.total_groups)
 
 
-class BillingRunBatch(models.Model):
-    """One bounded batch of a billing run's groups, kept until it is billed, so that a batch whose
-    message was lost (a broker restarted without its data, a worker gone before acknowledging) is
-    sent again by the sweeper instead of leaving its run running forever. Billing a batch twice
-    bills nothing twice; its progress is counted once (`done_at` is set with it)."""
+class BillingRunBatch(RunBatch):
+    """A stored batch of a billing run: its `items` are groups of order ids, one invoice each."""
 
     run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="batches")
-    groups = models.JSONField(help_text="Order ids, one list per invoice to make.")
-    sent_at = models.DateTimeField(help_text="When its message was last sent to the workers.")
-    sends = models.PositiveSmallIntegerField(default=1, help_text="Messages sent for it: more than one after a resend.")
-    done_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["id"]
-        indexes = [
-            models.Index(fields=["sent_at"], condition=Q(done_at__isnull=True), name="billingrunbatch_pending"),
-        ]
-
-    def __str__(self):
-        return f"Batch #{self.pk} of billing run #{self.run_id}"
 
 
 class CreditApplication(models.Model):

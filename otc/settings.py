@@ -239,6 +239,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "invoicing.tasks.billing_run_resend_lost_batches",
         "schedule": timedelta(minutes=10),
     },
+    "payments-resend-lost-penalty-batches": {
+        "task": "payments.tasks.penalty_run_resend_lost_batches",
+        "schedule": timedelta(minutes=10),
+    },
     "invoicing-billing-run": {
         "task": "invoicing.tasks.billing_run_daily",
         "schedule": crontab(hour=1, minute=0),

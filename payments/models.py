@@ -7,7 +7,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Round
 from django.urls import reverse
 
-from billing.models import MONEY, Customer, PaymentMethod
+from billing.models import MONEY, Customer, PaymentMethod, RunBatch
 from invoicing.models import Invoice
 
 
@@ -152,6 +152,12 @@ class PenaltyRun(models.Model):
 
     def __str__(self):
         return f"Penalty run #{self.pk} as of {self.as_of}"
+
+
+class PenaltyRunBatch(RunBatch):
+    """A stored batch of a penalty run: its `items` are the ids of the invoices it assesses."""
+
+    run = models.ForeignKey(PenaltyRun, on_delete=models.CASCADE, related_name="batches")
 
 
 class PenaltyAssessment(models.Model):

@@ -11,7 +11,7 @@ nothing; the unique (invoice, period end) constraint backs that up.
 
 import logging
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -20,14 +20,13 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing import bulk, terms
-from billing.jobs import enqueue_on_commit
+from billing import bulk, jobs, terms
 from billing.models import TaxCategory
 from billing.services import actor_user, audit_record
 from invoicing.models import CreditApplication, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PdfStatus
 from invoicing.services import invoice_credit, invoice_set_number, number_block
 
-from .models import Allocation, DunningItem, PenaltyAssessment, PenaltyRun, PenaltyRunStatus
+from .models import Allocation, DunningItem, PenaltyAssessment, PenaltyRun, PenaltyRunBatch, PenaltyRunStatus
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 2000
@@ -314,8 +313,8 @@ def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None
 
 
 def run_start(*, as_of: date | None = None, batch_size: int = BATCH_SIZE) -> PenaltyRun:
-    """Plan a penalty run and enqueue its batches after commit."""
-    from .tasks import penalty_assess_batch
+    """Plan a penalty run, store its batches and send them to the workers after commit."""
+    from .tasks import penalty_assess_stored_batch
 
     as_of = as_of or timezone.localdate()
     with transaction.atomic():
@@ -333,12 +332,33 @@ def run_start(*, as_of: date | None = None, batch_size: int = BATCH_SIZE) -> Pen
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
             return run
-        for batch in batches:
-            enqueue_on_commit(penalty_assess_batch, run.pk, batch)
+        jobs.batches_send(PenaltyRunBatch, run=run, chunks=batches, task=penalty_assess_stored_batch)
     return run
 
 
-def run_batch(*, run_id: int, invoice_ids: list[int]) -> None:
+def resend_lost_batches(*, older_than: timedelta | None = None) -> int:
+    """Send again the batches of running penalty runs whose message was lost (see
+    billing.jobs.batches_resend_lost). Returns how many were sent again."""
+    from .tasks import penalty_assess_stored_batch
+
+    running = Q(run__status=PenaltyRunStatus.RUNNING)
+    return jobs.batches_resend_lost(
+        PenaltyRunBatch, task=penalty_assess_stored_batch, running_runs=running, older_than=older_than
+    )
+
+
+def run_stored_batch(*, batch_id: int) -> None:
+    """Assess a stored batch of a run; nothing when it is done already (a message delivered twice,
+    or sent again by resend_lost_batches while the first waited)."""
+    batch = PenaltyRunBatch.objects.filter(pk=batch_id, done_at__isnull=True).first()
+    if batch is not None:
+        run_batch(run_id=batch.run_id, invoice_ids=batch.items, batch_id=batch.pk)
+
+
+def run_batch(*, run_id: int, invoice_ids: list[int], batch_id: int | None = None) -> None:
+    """Assess a batch and record its progress on the run (and the stored batch done, in the same
+    transaction). When another delivery of the same batch recorded it first, only what this one
+    charged is added (the batch is not counted twice)."""
     run = PenaltyRun.objects.filter(pk=run_id).first()
     if run is None:
         return
@@ -350,12 +370,13 @@ def run_batch(*, run_id: int, invoice_ids: list[int]) -> None:
         assessments, invoices, interest, fees = 0, 0, Decimal(0), Decimal(0)
         error = {"invoices": [invoice_ids[0], invoice_ids[-1]], "error": repr(exc)[:500]}
     with transaction.atomic():
-        if error:
+        first = batch_id is None or jobs.batch_mark_done(PenaltyRunBatch, batch_id)
+        if error and first:
             locked = PenaltyRun.objects.select_for_update().get(pk=run_id)
             locked.errors = [*locked.errors, error][:200]
             locked.save(update_fields=["errors"])
         PenaltyRun.objects.filter(pk=run_id).update(
-            processed_batches=F("processed_batches") + 1,
+            processed_batches=F("processed_batches") + (1 if first else 0),
             assessments=F("assessments") + assessments,
             penalty_invoices=F("penalty_invoices") + invoices,
             interest_total=F("interest_total") + interest,

@@ -3,10 +3,28 @@ from celery import shared_task
 
 @shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
 def penalty_assess_batch(run_id: int, invoice_ids: list[int]) -> None:
-    """Assess one bounded batch of a penalty run. Safe to redeliver: assessed periods are skipped."""
+    """Assess one bounded batch of a penalty run, carried in the message (runs started before
+    batches were stored; new runs send penalty_assess_stored_batch). Safe to redeliver: assessed
+    periods are skipped."""
     from .penalties import run_batch
 
     run_batch(run_id=run_id, invoice_ids=invoice_ids)
+
+
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
+def penalty_assess_stored_batch(batch_id: int) -> None:
+    """Assess one stored batch of a penalty run. Safe to redeliver: a done batch is left alone."""
+    from .penalties import run_stored_batch
+
+    run_stored_batch(batch_id=batch_id)
+
+
+@shared_task
+def penalty_run_resend_lost_batches() -> int:
+    """Beat: send again the batches of running penalty runs whose message was lost."""
+    from .penalties import resend_lost_batches
+
+    return resend_lost_batches()
 
 
 @shared_task

@@ -174,7 +174,7 @@ def test_a_lost_batch_message_is_sent_again_and_the_run_finishes(
     ):
         run = billing_runs.run_start(as_of=timezone.localdate(), batch_size=2)
     batches = list(BillingRunBatch.objects.filter(run=run))
-    assert [len(b.groups) for b in batches] == [2, 1] and lost.call_count == 2  # sent, then lost
+    assert [len(b.items) for b in batches] == [2, 1] and lost.call_count == 2  # sent, then lost
     run.refresh_from_db()
     assert (run.status, run.processed_groups) == (BillingRunStatus.RUNNING, 0)
 
@@ -214,7 +214,7 @@ def test_two_deliveries_of_one_stored_batch_count_its_groups_once(make_fulfilled
     make_fulfilled_order(customer)
     groups = billing_runs.plan_groups(as_of=timezone.localdate())
     run = BillingRun.objects.create(as_of=timezone.localdate(), total_groups=len(groups))
-    batch = BillingRunBatch.objects.create(run=run, groups=groups, sent_at=timezone.now())
+    batch = BillingRunBatch.objects.create(run=run, items=groups, sent_at=timezone.now())
     billing_runs.run_stored_batch(batch_id=batch.pk)
     # A delivery that started before the first one finished bills nothing more and counts nothing twice.
     billing_runs.run_batch(run_id=run.pk, groups=groups, batch_id=batch.pk)

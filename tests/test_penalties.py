@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus
 from kpis.audit import run_audit
 from payments import penalties
-from payments.models import PenaltyAssessment, PenaltyRun
+from payments.models import PenaltyAssessment, PenaltyRun, PenaltyRunStatus
 from payments.services import payment_record
 from tests.factories import CustomerFactory, PaymentTermsFactory
 
@@ -311,3 +311,55 @@ def test_penalties_api_lists_and_waives(overdue, user):
     assert Invoice.objects.filter(kind=InvoiceKind.CREDIT_NOTE).count() == 1
     assert api.get("/api/v1/penalties/", {"waived": "true"}).json()["count"] == 1
     assert api.get("/api/v1/penalties/", {"waived": "false"}).json()["count"] == 0
+
+
+@pytest.mark.django_db
+def test_a_lost_batch_message_is_sent_again_and_each_batch_counts_once(
+    overdue, late_customer, make_issued_invoice, django_capture_on_commit_callbacks, settings, tmp_path
+):
+    """The broker lost the run's messages: the run would stay running. The sweeper sends its
+    stored batches again once overdue; a late or second delivery charges and counts nothing more."""
+    from datetime import timedelta
+    from unittest import mock
+
+    from django.utils import timezone
+
+    from otc.celery import app
+    from payments import tasks
+    from payments.models import PenaltyRunBatch
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    make_issued_invoice(late_customer, issue_date=date(2026, 1, 1))
+    with (
+        mock.patch.object(tasks.penalty_assess_stored_batch, "delay") as lost,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        run = penalties.run_start(as_of=date(2026, 2, 6), batch_size=1)
+    batches = list(PenaltyRunBatch.objects.filter(run=run))
+    assert lost.call_count == 2 and [len(b.items) for b in batches] == [1, 1]
+    run.refresh_from_db()
+    assert (run.status, run.processed_batches, run.total_batches) == (PenaltyRunStatus.RUNNING, 0, 2)
+    assert penalties.resend_lost_batches(older_than=timedelta(minutes=30)) == 0  # not overdue yet
+
+    PenaltyRunBatch.objects.update(sent_at=timezone.now() - timedelta(minutes=31))
+    app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):  # this time the messages arrive
+            assert penalties.resend_lost_batches(older_than=timedelta(minutes=30)) == 2
+    finally:
+        app.conf.task_always_eager = False
+    run.refresh_from_db()
+    assert (run.status, run.processed_batches, run.assessments, run.penalty_invoices) == (
+        PenaltyRunStatus.DONE,
+        2,
+        2,
+        2,
+    )
+
+    # The lost message turns up after all, and another delivery was already under way.
+    tasks.penalty_assess_stored_batch(batches[0].pk)
+    penalties.run_batch(run_id=run.pk, invoice_ids=batches[0].items, batch_id=batches[0].pk)
+    run.refresh_from_db()
+    assert (run.processed_batches, run.assessments, run.penalty_invoices) == (2, 2, 2)
+    assert PenaltyAssessment.objects.count() == 2 and penalty_invoices().count() == 2
+    assert penalties.resend_lost_batches(older_than=timedelta(seconds=0)) == 0  # a finished run's batches stay
