@@ -378,6 +378,7 @@ def reset() -> float:
             "(SELECT id FROM invoicing_invoice WHERE kind = 'penalty')"
         )
         cursor.execute("DELETE FROM invoicing_invoice WHERE kind = 'penalty'")
+        cursor.execute("DELETE FROM payments_penaltyrunbatch")
         cursor.execute("DELETE FROM payments_penaltyrun")
         cursor.execute("DELETE FROM invoicing_numbersequence WHERE series = 'PEN'")
     with connection.cursor() as cursor:
