@@ -38,7 +38,7 @@ from django.utils import timezone
 from billing import money
 from billing.models import Contact, Customer, PaymentTerms
 from billing.terms import due_date as terms_due_date
-from invoicing.models import MUTABLE_AFTER_ISSUE, Invoice, InvoiceLine, NumberSequence
+from invoicing.models import ADDED_AFTER_ISSUE, MUTABLE_AFTER_ISSUE, Invoice, InvoiceLine, NumberSequence
 from orders.models import Order, OrderLine
 from orders.services import order_number
 from payments.models import Allocation, Payment
@@ -191,7 +191,9 @@ def _json_value(value) -> str:
 def fingerprint(header: dict, lines: list[dict]) -> str:
     """Invoice.fingerprint for rows not yet in the database: the same JSON payload, written directly
     (json.dumps over a million headers with their snapshots was most of the seeding time)."""
-    head = ", ".join(f'"{k}": {_json_value(header[k])}' for k in _HEADER_KEYS)
+    # As Invoice.fingerprint: a field added after documents were issued counts only when set.
+    keys = [k for k in _HEADER_KEYS if k not in ADDED_AFTER_ISSUE or header.get(k, "") != ""]
+    head = ", ".join(f'"{k}": {_json_value(header[k])}' for k in keys)
     body = ", ".join("{" + ", ".join(f'"{k}": {_json_str(str(line[k]))}' for k in _LINE_KEYS) + "}" for line in lines)
     payload = '{"header": {' + head + '}, "lines": [' + body + "]}"
     return hashlib.sha256(payload.encode()).hexdigest()
