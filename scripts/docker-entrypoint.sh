@@ -6,6 +6,8 @@ set -eu
 case "${1:-web}" in
 web)
     python manage.py migrate --noinput
+    # The groups Finance clerk, Finance manager, Integrator and Admin, kept in step with the code.
+    python manage.py setup_roles --verbosity 0
     # The image carries the static files; collect them only into a STATIC_ROOT that lacks them.
     if [ ! -f "${STATIC_ROOT:-/data/static}/staticfiles.json" ]; then
         python manage.py collectstatic --noinput --verbosity 0

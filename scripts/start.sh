@@ -49,6 +49,8 @@ database="SQLite (var/otc.sqlite3)"
 
 say "Migrating the database: $database"
 python manage.py migrate --noinput
+# The groups Finance clerk, Finance manager, Integrator and Admin, kept in step with the code.
+python manage.py setup_roles --verbosity 0
 if [ -n "${DATABASE_URL:-}" ] && [ "${DEBUG:-false}" != true ]; then
     # Hashed and compressed copies for WhiteNoise. That takes a while, so only when the packages
     # or the project's static files changed since the last run into the same STATIC_ROOT.

@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -132,6 +133,9 @@ def test_make_start_on_the_embedded_default(start):
 
     check_running(app)
     assert (app.tree / "var" / "otc.sqlite3").exists()
+    with sqlite3.connect(app.tree / "var" / "otc.sqlite3") as db:
+        groups = {name for (name,) in db.execute("SELECT name FROM auth_group")}
+    assert groups >= {"Finance clerk", "Finance manager", "Integrator", "Admin"}, "make start sets up the roles"
     assert not (app.tree / "control").exists(), "the file broker keeps everything under var/"
 
 

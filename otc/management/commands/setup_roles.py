@@ -13,10 +13,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         for result in roles_sync():
             state = "created" if result.created else "updated" if result.added or result.removed else "unchanged"
-            self.stdout.write(
-                f"{result.name}: {state}, {result.permissions} permissions"
-                f" (+{len(result.added)} -{len(result.removed)})"
-            )
+            if options["verbosity"] >= 1:
+                self.stdout.write(
+                    f"{result.name}: {state}, {result.permissions} permissions"
+                    f" (+{len(result.added)} -{len(result.removed)})"
+                )
             for codename in result.missing:
                 self.stderr.write(
                     self.style.WARNING(f"{result.name}: permission {codename} does not exist (yet); skipped.")
