@@ -37,6 +37,12 @@ def batches_send(model, *, run, chunks: list, task) -> list:
     return batches
 
 
+def batch_pending(model, batch_id: int):
+    """A stored batch still to do, or None when it is done already (its message delivered twice, or
+    sent again by batches_resend_lost while the first one waited)."""
+    return model.objects.filter(pk=batch_id, done_at__isnull=True).first()
+
+
 def batch_mark_done(model, batch_id: int) -> bool:
     """Mark a batch done, in the transaction that records its progress on the run: True the first
     time, False when another delivery of its message recorded it already (count nothing twice)."""

@@ -126,10 +126,8 @@ def resend_lost_batches(*, older_than: timedelta | None = None) -> int:
 
 
 def run_stored_batch(*, batch_id: int) -> None:
-    """Bill a stored batch of a run and record its progress; nothing when it is billed already
-    (a message delivered twice, or sent again by resend_lost_batches while the first waited)."""
-    batch = BillingRunBatch.objects.filter(pk=batch_id, done_at__isnull=True).first()
-    if batch is not None:
+    """Bill a stored batch of a run and record its progress, unless it is done already."""
+    if batch := jobs.batch_pending(BillingRunBatch, batch_id):
         run_batch(run_id=batch.run_id, groups=batch.items, batch_id=batch.pk)
 
 
