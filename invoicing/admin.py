@@ -99,3 +99,64 @@ def invoice_fulfilled_orders(modeladmin, request, queryset):
 
 invoice_fulfilled_orders.short_description = "Create a draft invoice from each selected order"
 admin.site._registry[Order].actions = [*admin.site._registry[Order].actions, invoice_fulfilled_orders]
+
+
+# --- Billing runs, print batches, credit applications (read-only) -------------------------------
+from otc.admin import ReadOnlyAdmin, ReadOnlyInline  # noqa: E402
+
+from .models import BillingRun, BillingRunBatch, CreditApplication, PrintBatch, PrintBatchItem  # noqa: E402
+
+
+class BillingRunBatchInline(ReadOnlyInline):
+    model = BillingRunBatch
+    verbose_name_plural = "batches (the stored messages sent to the workers)"
+    fields = ["items", "sent_at", "sends", "done_at"]
+
+
+@admin.register(BillingRun)
+class BillingRunAdmin(ReadOnlyAdmin):
+    """Billing runs with their counts, errors and stored batches; start one under /billing-runs/
+    or with `manage.py run_billing`."""
+
+    list_display = [
+        "__str__",
+        "status",
+        "total_groups",
+        "processed_groups",
+        "invoices_created",
+        "orders_billed",
+        "skipped_groups",
+        "started_by",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["started_by"]
+    date_hierarchy = "started_at"
+    inlines = [BillingRunBatchInline]
+
+
+class PrintBatchItemInline(ReadOnlyInline):
+    model = PrintBatchItem
+    fields = ["invoice", "document", "title", "customer", "added_at"]
+
+
+@admin.register(PrintBatch)
+class PrintBatchAdmin(ReadOnlyAdmin):
+    """The day's paper mail; download it and mark it posted under /print-batches/."""
+
+    list_display = ["__str__", "status", "invoice_count", "page_count", "closed_at", "posted_at", "posted_by"]
+    list_filter = ["status"]
+    list_select_related = ["posted_by"]
+    date_hierarchy = "date"
+    inlines = [PrintBatchItemInline]
+
+
+@admin.register(CreditApplication)
+class CreditApplicationAdmin(ReadOnlyAdmin):
+    """Credit notes applied to invoice balances."""
+
+    list_display = ["credit_note", "invoice", "amount", "created_by", "created_at"]
+    search_fields = ["credit_note__number", "invoice__number"]
+    list_select_related = ["credit_note", "invoice", "created_by"]
+    date_hierarchy = "created_at"

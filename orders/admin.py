@@ -93,3 +93,31 @@ class OrderAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel selected orders")
     def cancel(self, request, queryset):
         _run(self, request, queryset, services.order_cancel, "Cancelled")
+
+
+# --- CSV imports (read-only) --------------------------------------------------------------------
+from otc.admin import ReadOnlyAdmin  # noqa: E402
+
+from .models import OrderImport  # noqa: E402
+
+
+@admin.register(OrderImport)
+class OrderImportAdmin(ReadOnlyAdmin):
+    """CSV files of orders uploaded under /orders/import/, with their counts and per-row results."""
+
+    list_display = [
+        "__str__",
+        "status",
+        "row_count",
+        "error_count",
+        "created_count",
+        "failed_count",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["filename"]
+    list_select_related = ["created_by"]
+    date_hierarchy = "created_at"
+    exclude = ["payload"]  # the parsed file, kept for the import; the results say what came of it

@@ -194,3 +194,71 @@ class BankLineAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# --- Penalty runs and assessments, refunds, statements (read-only) -------------------------------
+from otc.admin import ReadOnlyAdmin, ReadOnlyInline  # noqa: E402
+
+from .models import PenaltyAssessment, PenaltyRun, PenaltyRunBatch, StatementDelivery  # noqa: E402
+
+
+class PenaltyRunBatchInline(ReadOnlyInline):
+    model = PenaltyRunBatch
+    verbose_name_plural = "batches (the stored messages sent to the workers)"
+    fields = ["items", "sent_at", "sends", "done_at"]
+
+
+@admin.register(PenaltyRun)
+class PenaltyRunAdmin(ReadOnlyAdmin):
+    """Late-payment penalty runs (daily by beat, or `manage.py assess_penalties`), with their
+    totals, errors and stored batches."""
+
+    list_display = [
+        "__str__",
+        "status",
+        "total_batches",
+        "processed_batches",
+        "candidates",
+        "assessments",
+        "penalty_invoices",
+        "interest_total",
+        "fee_total",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    date_hierarchy = "started_at"
+    inlines = [PenaltyRunBatchInline]
+
+
+@admin.register(PenaltyAssessment)
+class PenaltyAssessmentAdmin(ReadOnlyAdmin):
+    """One row per overdue invoice and period: the computation behind each penalty invoice.
+    Waive a penalty from its invoice's page."""
+
+    list_display = ["invoice", "period_end", "days", "interest", "fee", "capped", "penalty_invoice", "waived_at"]
+    list_filter = ["capped", ("waived_at", admin.EmptyFieldListFilter)]
+    search_fields = ["invoice__number", "penalty_invoice__number", "invoice__customer__name"]
+    list_select_related = ["invoice", "penalty_invoice"]
+    date_hierarchy = "period_end"
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    """Money paid back from a payment; record refunds on the payment's page or by the API."""
+
+    list_display = ["payment", "amount", "currency", "method", "refunded_on", "source", "created_by"]
+    list_filter = ["method", "source", "currency"]
+    search_fields = ["payment__number", "reference", "reason", "payment__customer__name"]
+    list_select_related = ["payment", "created_by"]
+    date_hierarchy = "refunded_on"
+
+
+@admin.register(StatementDelivery)
+class StatementDeliveryAdmin(ReadOnlyAdmin):
+    """Monthly statements e-mailed to electronic customers: one per customer and period."""
+
+    list_display = ["customer", "period", "as_of", "open_total", "credit_total", "currency", "sent_at"]
+    search_fields = ["customer__name", "customer__code"]
+    list_select_related = ["customer"]
+    date_hierarchy = "as_of"

@@ -68,6 +68,14 @@ def test_anonymous_posts_change_nothing(client, url):
     assert response["Location"].startswith(reverse("login"))
 
 
+def test_favicon_is_the_apps_icon_for_anyone(client):
+    """Pages that name no icon (the admin, the API docs) make the browser ask for /favicon.ico."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response.url.endswith("/img/favicon.svg")
+    icon = client.get(response.url)
+    assert icon.status_code == 200 and b"<svg" in b"".join(icon.streaming_content)
+
+
 def test_home_leads_to_the_kpi_dashboard(staff):
     response = staff.get("/", follow=True)
     assert response.redirect_chain[-1][0] == reverse("kpi-dashboard")

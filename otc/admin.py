@@ -1,0 +1,38 @@
+"""Admin building blocks shared by the apps."""
+
+from django.contrib import admin
+
+admin.site.site_header = "OTC administration"
+admin.site.site_title = "OTC admin"
+admin.site.index_title = "Order to cash: master data, documents and records"
+admin.site.site_url = "/kpis/"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written only by their services (runs, batches, assessments, refunds, feedback,
+    snapshots): admins look them up, filter and search them, and never add, edit or delete one,
+    which would bypass the locks and the audit trail of those services."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """The rows of a read-only record, shown on its page."""
+
+    extra = 0
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
