@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from otc.admin import ReadOnlyAdmin
+
 from . import services
 from .models import AuditEvent, Contact, Customer, PaymentTerms, TaxRate
 
@@ -91,17 +93,8 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "actor", "action", "object_repr"]
     list_filter = ["action", "content_type"]
     search_fields = ["object_repr", "action"]
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -102,15 +102,13 @@ admin.site._registry[Order].actions = [*admin.site._registry[Order].actions, inv
 
 
 # --- Billing runs, print batches, credit applications (read-only) -------------------------------
-from otc.admin import ReadOnlyAdmin, ReadOnlyInline  # noqa: E402
+from otc.admin import ReadOnlyAdmin, ReadOnlyInline, RunBatchInline  # noqa: E402
 
 from .models import BillingRun, BillingRunBatch, CreditApplication, PrintBatch, PrintBatchItem  # noqa: E402
 
 
-class BillingRunBatchInline(ReadOnlyInline):
+class BillingRunBatchInline(RunBatchInline):
     model = BillingRunBatch
-    verbose_name_plural = "batches (the stored messages sent to the workers)"
-    fields = ["items", "sent_at", "sends", "done_at"]
 
 
 @admin.register(BillingRun)

@@ -36,3 +36,10 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class RunBatchInline(ReadOnlyInline):
+    """The stored batches of a billing or penalty run (`billing.models.RunBatch`)."""
+
+    verbose_name_plural = "batches (the stored messages sent to the workers)"
+    fields = ["items", "sent_at", "sends", "done_at"]

@@ -197,15 +197,13 @@ class BankLineAdmin(admin.ModelAdmin):
 
 
 # --- Penalty runs and assessments, refunds, statements (read-only) -------------------------------
-from otc.admin import ReadOnlyAdmin, ReadOnlyInline  # noqa: E402
+from otc.admin import ReadOnlyAdmin, RunBatchInline  # noqa: E402
 
 from .models import PenaltyAssessment, PenaltyRun, PenaltyRunBatch, StatementDelivery  # noqa: E402
 
 
-class PenaltyRunBatchInline(ReadOnlyInline):
+class PenaltyRunBatchInline(RunBatchInline):
     model = PenaltyRunBatch
-    verbose_name_plural = "batches (the stored messages sent to the workers)"
-    fields = ["items", "sent_at", "sends", "done_at"]
 
 
 @admin.register(PenaltyRun)
