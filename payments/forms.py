@@ -168,6 +168,26 @@ class InvoiceDisputeForm(BootstrapForm):
     reason = forms.CharField(required=False, max_length=255, label="What does the customer dispute?")
 
 
+class PenaltyRunStartForm(BootstrapForm):
+    as_of = forms.DateField(
+        label="Assess penalties up to",
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        input_formats=["%Y-%m-%d"],
+        help_text="Interest and fees on invoices overdue past their grace days, for the days since each "
+        "invoice's last assessment. A second run for the same date charges nothing more.",
+    )
+
+    def clean_as_of(self):
+        as_of = self.cleaned_data["as_of"]
+        today = timezone.localdate()
+        if as_of > today:
+            raise forms.ValidationError(
+                f"Penalties are assessed up to today ({today:%d %b %Y}) at the latest: interest for days "
+                "still to come is not owed yet."
+            )
+        return as_of
+
+
 class PenaltyWaiveForm(BootstrapForm):
     reason = forms.CharField(
         max_length=200,

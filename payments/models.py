@@ -139,6 +139,14 @@ class PenaltyRun(models.Model):
     interest_total = models.DecimalField(**MONEY, default=Decimal("0"))
     fee_total = models.DecimalField(**MONEY, default=Decimal("0"))
     errors = models.JSONField(default=list, blank=True, help_text="Batches that failed: first and last invoice id.")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who started the run from the UI; empty for the daily run and the command.",
+    )
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -152,6 +160,10 @@ class PenaltyRun(models.Model):
 
     def __str__(self):
         return f"Penalty run #{self.pk} as of {self.as_of}"
+
+    @property
+    def progress_percent(self) -> int:
+        return 100 if not self.total_batches else int(self.processed_batches * 100 / self.total_batches)
 
 
 class PenaltyRunBatch(RunBatch):

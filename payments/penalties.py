@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing import bulk, jobs, terms
+from billing.errors import ValidationFailed
 from billing.models import TaxCategory
 from billing.services import actor_user, audit_record
 from invoicing.models import CreditApplication, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PdfStatus
@@ -312,11 +313,20 @@ def assess_batch(*, invoice_ids: list[int], as_of: date, issue_date: date | None
         return len(planned), len(penalties), interest, fees
 
 
-def run_start(*, as_of: date | None = None, batch_size: int = BATCH_SIZE) -> PenaltyRun:
-    """Plan a penalty run, store its batches and send them to the workers after commit."""
+def run_start(*, as_of: date | None = None, actor=None, batch_size: int | None = None) -> PenaltyRun:
+    """Plan a penalty run, store its batches and send them to the workers after commit. Refuses an
+    as-of date after today: interest for days still to come is not owed yet. Batch size: the
+    argument, else settings.OTC_PENALTY_BATCH_SIZE, else BATCH_SIZE."""
     from .tasks import penalty_assess_stored_batch
 
-    as_of = as_of or timezone.localdate()
+    today = timezone.localdate()
+    as_of = as_of or today
+    if as_of > today:
+        raise ValidationFailed(
+            f"Penalties are assessed up to today ({today:%Y-%m-%d}) at the latest: interest for days still "
+            "to come is not owed yet.",
+            details={"as_of": [f"Choose {today:%Y-%m-%d} or an earlier date."]},
+        )
     with transaction.atomic():
         if connection.vendor == "postgresql":
             # The planner's cost estimate for a million invoices switches JIT compilation on; it
@@ -324,9 +334,12 @@ def run_start(*, as_of: date | None = None, batch_size: int = BATCH_SIZE) -> Pen
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL jit = off")
         ids = list(candidates(as_of=as_of).order_by("pk").values_list("pk", flat=True))
+    batch_size = batch_size or getattr(settings, "OTC_PENALTY_BATCH_SIZE", None) or BATCH_SIZE
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
     with transaction.atomic():
-        run = PenaltyRun.objects.create(as_of=as_of, candidates=len(ids), total_batches=len(batches))
+        run = PenaltyRun.objects.create(
+            as_of=as_of, candidates=len(ids), total_batches=len(batches), started_by=actor_user(actor)
+        )
         if not batches:
             run.status = PenaltyRunStatus.DONE
             run.finished_at = timezone.now()

@@ -23,4 +23,7 @@ urlpatterns = [
     path("collections/", views_collections.collections, name="collections"),
     path("invoices/<int:pk>/dispute/", views_collections.invoice_dispute, name="invoice-dispute"),
     path("penalties/<int:pk>/waive/", views_collections.penalty_waive_view, name="penalty-waive"),
+    path("penalty-runs/", views_collections.penalty_run_list, name="penalty-run-list"),
+    path("penalty-runs/start/", views_collections.penalty_run_start, name="penalty-run-start"),
+    path("penalty-runs/<int:pk>/", views_collections.penalty_run_detail, name="penalty-run-detail"),
 ]

@@ -17,8 +17,9 @@ from billing.views import filter_values, sorted_page
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceStatus
 from invoicing.services import invoice_dispute_set
 
-from .forms import CollectionsFilter, InvoiceDisputeForm, PenaltyWaiveForm
-from .models import DunningNotice, PenaltyAssessment
+from . import penalties
+from .forms import CollectionsFilter, InvoiceDisputeForm, PenaltyRunStartForm, PenaltyWaiveForm
+from .models import DunningNotice, PenaltyAssessment, PenaltyRun, PenaltyRunStatus
 from .penalties import penalty_waive
 
 ZERO = Value(Decimal("0"), output_field=DecimalField(**MONEY))
@@ -152,3 +153,56 @@ def penalty_waive_view(request, pk: int):
             + (f": {assessment.penalty_invoice} is cancelled by a credit note." if assessment.penalty_invoice else "."),
         )
     return redirect(back)
+
+
+# --- Penalty runs ---------------------------------------------------------------------------------
+
+
+def _penalty_run_list(request, form, status=200):
+    context = sorted_page(
+        request,
+        PenaltyRun.objects.select_related("started_by"),
+        sorts={"started": ("started_at",), "as_of": ("as_of",), "status": ("status",)},
+        default="-started",
+    )
+    context["form"] = form
+    return render(request, "payments/penalty_run_list.html", context, status=status)
+
+
+@login_required
+def penalty_run_list(request):
+    return _penalty_run_list(request, PenaltyRunStartForm(initial={"as_of": timezone.localdate()}))
+
+
+@login_required
+@require_POST
+def penalty_run_start(request):
+    form = PenaltyRunStartForm(request.POST)
+    if not form.is_valid():
+        return _penalty_run_list(request, form, status=400)
+    try:
+        run = penalties.run_start(as_of=form.cleaned_data["as_of"], actor=request.user)
+    except DomainError as e:
+        messages.error(request, e.message)
+        return redirect("penalty-run-list")
+    if run.candidates:
+        messages.success(request, f"Penalty run started: {run.candidates} overdue invoice(s) to assess.")
+    else:
+        messages.info(request, f"No invoice is overdue past its grace days as of {run.as_of:%d %b %Y}.")
+    return redirect("penalty-run-detail", pk=run.pk)
+
+
+@login_required
+def penalty_run_detail(request, pk: int):
+    run = get_object_or_404(PenaltyRun.objects.select_related("started_by"), pk=pk)
+    context = {
+        "run": run,
+        "running": run.status == PenaltyRunStatus.RUNNING,
+        # Penalty invoices are issued dated the day their batch ran.
+        "issue_dates": sorted(
+            {timezone.localdate(run.started_at), timezone.localdate(run.finished_at or timezone.now())}
+        ),
+    }
+    if request.htmx:
+        return render(request, "payments/partials/penalty_run_progress.html", context)
+    return render(request, "payments/penalty_run_detail.html", context)
