@@ -41,6 +41,26 @@ class BootstrapModelForm(BootstrapMixin, forms.ModelForm):
     pass
 
 
+class RunStartForm(BootstrapForm):
+    """Start a billing or penalty run as of a date, today or earlier (`billing.jobs.run_as_of`).
+    Subclasses name the field and say why a later date is refused (`refusal`)."""
+
+    refusal = ""
+    as_of = forms.DateField(
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        input_formats=["%Y-%m-%d"],
+    )
+
+    def clean_as_of(self):
+        from .errors import ValidationFailed
+        from .jobs import run_as_of
+
+        try:
+            return run_as_of(self.cleaned_data["as_of"], refusal=self.refusal)
+        except ValidationFailed as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+
 class CurrencyField(forms.CharField):
     """An ISO 4217 code, upper-cased."""
 

@@ -1,7 +1,7 @@
 """Queueing background work from services."""
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -23,6 +23,25 @@ def enqueue_on_commit(task, *args) -> None:
             log.exception("Could not queue %s%s; a sweeper will retry it", task.name, args)
 
     transaction.on_commit(send)
+
+
+# --- Runs (billing runs, penalty runs) -----------------------------------------------------------
+
+
+def run_as_of(as_of: date | None, *, refusal: str) -> date:
+    """The as-of date of a run: today when none is given. A date after today is refused with
+    `refusal`, a sentence that says why, followed by today's date."""
+    from .errors import ValidationFailed
+
+    today = timezone.localdate()
+    if as_of is None:
+        return today
+    if as_of > today:
+        raise ValidationFailed(
+            f"{refusal} Choose today ({today:%Y-%m-%d}) or an earlier date.",
+            details={"as_of": [f"Choose {today:%Y-%m-%d} or an earlier date."]},
+        )
+    return as_of
 
 
 # --- Stored batches of a run (billing.models.RunBatch) ------------------------------------------

@@ -40,6 +40,7 @@ from .models import (
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 200  # groups per task
+AS_OF_REFUSAL = "Billing runs do not bill ahead: a week or month that has not ended is billed once it has."
 # What billing reads of an order (an invoice copies its number, date and reference).
 BILLED_ORDER_FIELDS = ("id", "number", "customer_id", "customer_reference", "order_date", "currency", "status")
 
@@ -92,11 +93,12 @@ def bill_group(*, order_ids: list[int], issue_date: date, actor=None) -> tuple[i
 
 def run_start(*, as_of: date | None = None, actor=None, batch_size: int | None = None) -> BillingRun:
     """Plan a run and enqueue its batches (after commit). Returns the run at once; its progress
-    is on the row. Batch size: the argument, else settings.OTC_BILLING_BATCH_SIZE, else BATCH_SIZE."""
+    is on the row. Batch size: the argument, else settings.OTC_BILLING_BATCH_SIZE, else BATCH_SIZE.
+    Refuses an as-of date after today: a week or month that has not ended is not billed yet."""
     from .tasks import billing_run_bill_batch
 
     batch_size = batch_size or getattr(settings, "OTC_BILLING_BATCH_SIZE", None) or BATCH_SIZE
-    as_of = as_of or timezone.localdate()
+    as_of = jobs.run_as_of(as_of, refusal=AS_OF_REFUSAL)
     groups = plan_groups(as_of=as_of)
     with transaction.atomic():
         run = BillingRun.objects.create(

@@ -4,9 +4,10 @@ from decimal import Decimal
 
 from django import forms
 
-from billing.forms import BootstrapForm, ListFilter
+from billing.forms import BootstrapForm, ListFilter, RunStartForm
 from billing.models import Customer
 
+from . import billing_runs
 from .models import Invoice, InvoiceKind, InvoiceStatus
 
 
@@ -44,13 +45,15 @@ class InvoiceListFilter(ListFilter):
         return self.cleaned_data["currency"].strip().upper()
 
 
-class BillingRunStartForm(BootstrapForm):
-    as_of = forms.DateField(
-        label="Bill orders fulfilled on or before",
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-        input_formats=["%Y-%m-%d"],
-        help_text="Weekly and monthly customers are billed once their period has ended on this date.",
-    )
+class BillingRunStartForm(RunStartForm):
+    refusal = billing_runs.AS_OF_REFUSAL
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["as_of"].label = "Bill orders fulfilled on or before"
+        self.fields[
+            "as_of"
+        ].help_text = "Weekly and monthly customers are billed once their period has ended on this date."
 
 
 class CreditApplyForm(BootstrapForm):

@@ -7,11 +7,12 @@ from django import forms
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.forms import BootstrapForm, CurrencyField, ListFilter
+from billing.forms import BootstrapForm, CurrencyField, ListFilter, RunStartForm
 from billing.models import Customer, PaymentMethod
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 from orders.forms import CustomerChoiceField
 
+from . import penalties
 from .models import PaymentSource
 
 # The fields the allocation preview reads: customer, amount, chosen invoice, amounts typed per invoice.
@@ -168,24 +169,16 @@ class InvoiceDisputeForm(BootstrapForm):
     reason = forms.CharField(required=False, max_length=255, label="What does the customer dispute?")
 
 
-class PenaltyRunStartForm(BootstrapForm):
-    as_of = forms.DateField(
-        label="Assess penalties up to",
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-        input_formats=["%Y-%m-%d"],
-        help_text="Interest and fees on invoices overdue past their grace days, for the days since each "
-        "invoice's last assessment. A second run for the same date charges nothing more.",
-    )
+class PenaltyRunStartForm(RunStartForm):
+    refusal = penalties.AS_OF_REFUSAL
 
-    def clean_as_of(self):
-        as_of = self.cleaned_data["as_of"]
-        today = timezone.localdate()
-        if as_of > today:
-            raise forms.ValidationError(
-                f"Penalties are assessed up to today ({today:%d %b %Y}) at the latest: interest for days "
-                "still to come is not owed yet."
-            )
-        return as_of
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["as_of"].label = "Assess penalties up to"
+        self.fields["as_of"].help_text = (
+            "Interest and fees on invoices overdue past their grace days, for the days since each invoice's "
+            "last assessment. A second run for the same date charges nothing more."
+        )
 
 
 class PenaltyWaiveForm(BootstrapForm):

@@ -21,7 +21,6 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing import bulk, jobs, terms
-from billing.errors import ValidationFailed
 from billing.models import TaxCategory
 from billing.services import actor_user, audit_record
 from invoicing.models import CreditApplication, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PdfStatus
@@ -31,6 +30,7 @@ from .models import Allocation, DunningItem, PenaltyAssessment, PenaltyRun, Pena
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 2000
+AS_OF_REFUSAL = "Penalties are not assessed for days to come: interest is owed for the days that have passed."
 TAX_NOTE = "Late-payment interest and recovery fees are compensation, outside the scope of VAT."
 ASSESSABLE = (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PAID)
 
@@ -319,14 +319,7 @@ def run_start(*, as_of: date | None = None, actor=None, batch_size: int | None =
     argument, else settings.OTC_PENALTY_BATCH_SIZE, else BATCH_SIZE."""
     from .tasks import penalty_assess_stored_batch
 
-    today = timezone.localdate()
-    as_of = as_of or today
-    if as_of > today:
-        raise ValidationFailed(
-            f"Penalties are assessed up to today ({today:%Y-%m-%d}) at the latest: interest for days still "
-            "to come is not owed yet.",
-            details={"as_of": [f"Choose {today:%Y-%m-%d} or an earlier date."]},
-        )
+    as_of = jobs.run_as_of(as_of, refusal=AS_OF_REFUSAL)
     with transaction.atomic():
         if connection.vendor == "postgresql":
             # The planner's cost estimate for a million invoices switches JIT compilation on; it

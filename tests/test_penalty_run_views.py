@@ -77,11 +77,14 @@ def test_a_date_after_today_is_refused_everywhere(staff, overdue):
     tomorrow = timezone.localdate() + timedelta(days=1)
     response = staff.post(reverse("penalty-run-start"), {"as_of": f"{tomorrow:%Y-%m-%d}"})
     assert response.status_code == 400
-    assert "interest for days still to come is not owed yet" in response.context["form"].errors["as_of"][0]
+    assert response.context["form"].errors["as_of"] == [
+        "Penalties are not assessed for days to come: interest is owed for the days that have passed. "
+        f"Choose today ({timezone.localdate():%Y-%m-%d}) or an earlier date."
+    ]
     with pytest.raises(ValidationFailed) as refused:
         penalties.run_start(as_of=tomorrow)
     assert refused.value.details == {"as_of": [f"Choose {timezone.localdate():%Y-%m-%d} or an earlier date."]}
-    with pytest.raises(CommandError, match="at the latest"):
+    with pytest.raises(CommandError, match="not assessed for days to come"):
         call_command("assess_penalties", "--as-of", tomorrow.isoformat())
     assert not PenaltyRun.objects.exists()
     assert not Invoice.objects.filter(kind=InvoiceKind.PENALTY).exists()

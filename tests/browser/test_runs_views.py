@@ -4,11 +4,13 @@ import io
 from datetime import datetime, timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
 
-from invoicing import delivery, services
+from billing.errors import ValidationFailed
+from invoicing import billing_runs, delivery, services
 from invoicing.models import BillingRun, BillingRunStatus, DeliveryStatus, Invoice, PrintBatch, PrintBatchStatus
 from orders.models import Order, OrderStatus
 from otc.celery import app as celery_app
@@ -131,6 +133,22 @@ def test_a_bad_date_is_a_form_error_and_starts_nothing(staff, value):
     assert response.status_code == 400
     assert response.context["form"].errors["as_of"]
     assert 'data-testid="form-errors"' in response.content.decode()
+    assert not BillingRun.objects.exists()
+
+
+def test_a_date_after_today_is_refused_by_the_page_the_service_and_the_command(staff):
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    response = staff.post(reverse("billing-run-start"), {"as_of": f"{tomorrow:%Y-%m-%d}"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["as_of"] == [
+        "Billing runs do not bill ahead: a week or month that has not ended is billed once it has. "
+        f"Choose today ({timezone.localdate():%Y-%m-%d}) or an earlier date."
+    ]
+    with pytest.raises(ValidationFailed) as refused:
+        billing_runs.run_start(as_of=tomorrow)
+    assert refused.value.details == {"as_of": [f"Choose {timezone.localdate():%Y-%m-%d} or an earlier date."]}
+    with pytest.raises(CommandError, match="do not bill ahead"):
+        call_command("run_billing", "--as-of", tomorrow.isoformat())
     assert not BillingRun.objects.exists()
 
 

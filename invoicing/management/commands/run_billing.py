@@ -3,6 +3,7 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
+from billing.errors import DomainError
 from invoicing.billing_runs import run_start
 from invoicing.models import BillingRun, BillingRunStatus
 
@@ -23,7 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=int, default=3600, help="Seconds to wait for the workers.")
 
     def handle(self, *args, as_of=None, timeout=3600, **options):
-        run = run_start(as_of=as_of)
+        try:
+            run = run_start(as_of=as_of)
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
         self.stdout.write(f"Billing run #{run.pk} as of {run.as_of}: {run.total_groups} invoice(s) planned.")
         deadline = time.monotonic() + timeout
         last = -1
