@@ -146,3 +146,55 @@ class PrintBatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def _detail(self, batch: PrintBatch) -> Response:
         fresh = print_batch_queryset().get(pk=batch.pk)
         return Response(PrintBatchSerializer(fresh, context=self.get_serializer_context()).data)
+
+
+# --- Billing runs ---------------------------------------------------------------------------------
+from billing.api_runs import RunFilter, RunSerializer, RunViewSet, start_schema  # noqa: E402
+
+from . import billing_runs  # noqa: E402
+from .models import BillingRun, BillingRunStatus  # noqa: E402
+
+
+class BillingRunSerializer(RunSerializer):
+    class Meta:
+        model = BillingRun
+        fields = [
+            *RunSerializer.COMMON,
+            "total_groups",
+            "processed_groups",
+            "invoices_created",
+            "orders_billed",
+            "skipped_groups",
+        ]
+        read_only_fields = fields
+
+
+class BillingRunFilter(RunFilter):
+    status = filters.MultipleChoiceFilter(choices=BillingRunStatus.choices)
+
+    class Meta:
+        model = BillingRun
+        fields = ["status", "as_of"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List billing runs"),
+    retrieve=extend_schema(summary="Show a billing run and its progress"),
+    create=start_schema(
+        "Start a billing run",
+        "Bills the fulfilled, uninvoiced orders following each customer's cycle, as of the date, on the "
+        "workers. Answers 202 with the run at once; poll it until `status` is `done`. Safe to repeat: "
+        "nothing is billed twice.",
+        BillingRunSerializer,
+    ),
+)
+@extend_schema(tags=["billing runs"])
+class BillingRunViewSet(RunViewSet):
+    """Billing runs (daily by beat, or started here, in the UI or by `manage.py run_billing`)."""
+
+    queryset = BillingRun.objects.select_related("started_by")
+    serializer_class = BillingRunSerializer
+    filterset_class = BillingRunFilter
+
+    def start(self, *, as_of, actor):
+        return billing_runs.run_start(as_of=as_of, actor=actor)

@@ -8,10 +8,16 @@ from rest_framework.routers import DefaultRouter
 
 from billing.api import CustomerViewSet, PaymentTermsViewSet, TaxRateViewSet
 from invoicing.api import InvoiceViewSet, OrderViewSet
-from invoicing.api_delivery import PrintBatchViewSet
+from invoicing.api_delivery import BillingRunViewSet, PrintBatchViewSet
 from kpis.api import FeedbackViewSet, KpiViewSet
 from orders.api import ProductViewSet
-from payments.api import CustomerStatementView, GatewayWebhookView, PaymentViewSet, PenaltyAssessmentViewSet
+from payments.api import (
+    CustomerStatementView,
+    GatewayWebhookView,
+    PaymentViewSet,
+    PenaltyAssessmentViewSet,
+    PenaltyRunViewSet,
+)
 from payments.api_bank import BankAccountViewSet, BankLineViewSet, BankStatementViewSet
 
 router = DefaultRouter()
@@ -24,6 +30,8 @@ router.register("orders", OrderViewSet, basename="api-order")
 router.register("invoices", InvoiceViewSet, basename="api-invoice")
 router.register("payments", PaymentViewSet, basename="api-payment")
 router.register("penalties", PenaltyAssessmentViewSet, basename="api-penalty")
+router.register("penalty-runs", PenaltyRunViewSet, basename="api-penalty-run")
+router.register("billing-runs", BillingRunViewSet, basename="api-billing-run")
 router.register("kpis", KpiViewSet, basename="api-kpi")
 router.register("feedback", FeedbackViewSet, basename="api-feedback")
 router.register("print-batches", PrintBatchViewSet, basename="api-print-batch")

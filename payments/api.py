@@ -544,3 +544,57 @@ class PenaltyAssessmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         penalty_waive(assessment=assessment, reason=serializer.validated_data["reason"], actor=request.user)
         fresh = self.get_queryset().get(pk=assessment.pk)
         return Response(PenaltyAssessmentSerializer(fresh).data)
+
+
+# --- Penalty runs ---------------------------------------------------------------------------------
+from billing.api_runs import RunFilter, RunSerializer, RunViewSet, start_schema  # noqa: E402
+
+from . import penalties  # noqa: E402
+from .models import PenaltyRun, PenaltyRunStatus  # noqa: E402
+
+
+class PenaltyRunSerializer(RunSerializer):
+    class Meta:
+        model = PenaltyRun
+        fields = [
+            *RunSerializer.COMMON,
+            "total_batches",
+            "processed_batches",
+            "candidates",
+            "assessments",
+            "penalty_invoices",
+            "interest_total",
+            "fee_total",
+        ]
+        read_only_fields = fields
+
+
+class PenaltyRunFilter(RunFilter):
+    status = filters.MultipleChoiceFilter(choices=PenaltyRunStatus.choices)
+
+    class Meta:
+        model = PenaltyRun
+        fields = ["status", "as_of"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List penalty runs"),
+    retrieve=extend_schema(summary="Show a penalty run and its progress"),
+    create=start_schema(
+        "Start a penalty run",
+        "Assesses late-payment interest and fees up to the date (today or earlier) on the workers, as "
+        "penalty invoices. Answers 202 with the run at once; poll it until `status` is `done`. Safe to "
+        "repeat: an invoice is assessed once per period end.",
+        PenaltyRunSerializer,
+    ),
+)
+@extend_schema(tags=["penalties"])
+class PenaltyRunViewSet(RunViewSet):
+    """Penalty runs (daily by beat, or started here, in the UI or by `manage.py assess_penalties`)."""
+
+    queryset = PenaltyRun.objects.select_related("started_by")
+    serializer_class = PenaltyRunSerializer
+    filterset_class = PenaltyRunFilter
+
+    def start(self, *, as_of, actor):
+        return penalties.run_start(as_of=as_of, actor=actor)

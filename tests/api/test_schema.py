@@ -35,6 +35,10 @@ def test_schema_endpoint_lists_every_resource(api):
         "/api/v1/invoices/{id}/pdf/",
         "/api/v1/payments/",
         "/api/v1/kpis/",
+        "/api/v1/billing-runs/",
+        "/api/v1/billing-runs/{id}/",
+        "/api/v1/penalty-runs/",
+        "/api/v1/penalty-runs/{id}/",
     ]:
         assert path in paths, path
     pdf = paths["/api/v1/invoices/{id}/pdf/"]["get"]["responses"]["200"]["content"]
