@@ -13,6 +13,7 @@ from billing.errors import DomainError
 from billing.models import TaxCategory
 from billing.selectors import aging_due_range
 from billing.views import filter_values, sorted_page
+from billing.views_runs import RunPages
 from orders.models import Order
 
 from . import billing_runs, delivery, services
@@ -20,7 +21,6 @@ from .forms import BillingRunStartForm, CreditApplyForm, CreditMode, CreditNoteF
 from .models import (
     OPEN_STATUSES,
     BillingRun,
-    BillingRunStatus,
     Invoice,
     InvoiceKind,
     InvoiceStatus,
@@ -318,55 +318,41 @@ def invoice_resend(request, pk: int):
 # --- Billing runs ---------------------------------------------------------------------------------
 
 
-def _billing_run_list(request, form, status=200):
-    runs = BillingRun.objects.select_related("started_by")
-    context = sorted_page(
-        request,
-        runs,
-        sorts={"started": ("started_at",), "as_of": ("as_of",), "status": ("status",)},
-        default="-started",
-    )
-    context["form"] = form
-    return render(request, "invoicing/billing_run_list.html", context, status=status)
+def _billing_run_announce(run):
+    if run.total_groups:
+        return messages.SUCCESS, f"Billing run started: {run.total_groups} invoice(s) planned."
+    return messages.INFO, f"Nothing to bill as of {run.as_of:%d %b %Y}."
+
+
+BILLING_RUN_PAGES = RunPages(
+    model=BillingRun,
+    form_class=BillingRunStartForm,
+    start=billing_runs.run_start,
+    announce=_billing_run_announce,
+    list_template="invoicing/billing_run_list.html",
+    detail_template="invoicing/billing_run_detail.html",
+    progress_template="invoicing/partials/billing_run_progress.html",
+    list_url="billing-run-list",
+    start_url="billing-run-start",
+    detail_url="billing-run-detail",
+    start_label="Start billing run",
+)
 
 
 @login_required
 def billing_run_list(request):
-    return _billing_run_list(request, BillingRunStartForm(initial={"as_of": timezone.localdate()}))
+    return BILLING_RUN_PAGES.list(request)
 
 
 @login_required
 @require_POST
 def billing_run_start(request):
-    form = BillingRunStartForm(request.POST)
-    if not form.is_valid():
-        return _billing_run_list(request, form, status=400)
-    try:
-        run = billing_runs.run_start(as_of=form.cleaned_data["as_of"], actor=request.user)
-    except DomainError as e:
-        messages.error(request, e.message)
-        return redirect("billing-run-list")
-    if run.total_groups:
-        messages.success(request, f"Billing run started: {run.total_groups} invoice(s) planned.")
-    else:
-        messages.info(request, f"Nothing to bill as of {run.as_of:%d %b %Y}.")
-    return redirect("billing-run-detail", pk=run.pk)
+    return BILLING_RUN_PAGES.start_run(request)
 
 
 @login_required
 def billing_run_detail(request, pk: int):
-    run = get_object_or_404(BillingRun.objects.select_related("started_by"), pk=pk)
-    context = {
-        "run": run,
-        "running": run.status == BillingRunStatus.RUNNING,
-        # Runs issue their invoices dated the day their batches ran.
-        "issue_dates": sorted(
-            {timezone.localdate(run.started_at), timezone.localdate(run.finished_at or timezone.now())}
-        ),
-    }
-    if request.htmx:
-        return render(request, "invoicing/partials/billing_run_progress.html", context)
-    return render(request, "invoicing/billing_run_detail.html", context)
+    return BILLING_RUN_PAGES.detail(request, pk)
 
 
 # --- Print batches --------------------------------------------------------------------------------

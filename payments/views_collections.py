@@ -14,12 +14,13 @@ from django.views.decorators.http import require_POST
 from billing.errors import DomainError
 from billing.models import MONEY, Customer
 from billing.views import filter_values, sorted_page
+from billing.views_runs import RunPages
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceStatus
 from invoicing.services import invoice_dispute_set
 
 from . import penalties
 from .forms import CollectionsFilter, InvoiceDisputeForm, PenaltyRunStartForm, PenaltyWaiveForm
-from .models import DunningNotice, PenaltyAssessment, PenaltyRun, PenaltyRunStatus
+from .models import DunningNotice, PenaltyAssessment, PenaltyRun
 from .penalties import penalty_waive
 
 ZERO = Value(Decimal("0"), output_field=DecimalField(**MONEY))
@@ -158,51 +159,38 @@ def penalty_waive_view(request, pk: int):
 # --- Penalty runs ---------------------------------------------------------------------------------
 
 
-def _penalty_run_list(request, form, status=200):
-    context = sorted_page(
-        request,
-        PenaltyRun.objects.select_related("started_by"),
-        sorts={"started": ("started_at",), "as_of": ("as_of",), "status": ("status",)},
-        default="-started",
-    )
-    context["form"] = form
-    return render(request, "payments/penalty_run_list.html", context, status=status)
+def _penalty_run_announce(run):
+    if run.candidates:
+        return messages.SUCCESS, f"Penalty run started: {run.candidates} overdue invoice(s) to assess."
+    return messages.INFO, f"No invoice is overdue past its grace days as of {run.as_of:%d %b %Y}."
+
+
+PENALTY_RUN_PAGES = RunPages(
+    model=PenaltyRun,
+    form_class=PenaltyRunStartForm,
+    start=penalties.run_start,
+    announce=_penalty_run_announce,
+    list_template="payments/penalty_run_list.html",
+    detail_template="payments/penalty_run_detail.html",
+    progress_template="payments/partials/penalty_run_progress.html",
+    list_url="penalty-run-list",
+    start_url="penalty-run-start",
+    detail_url="penalty-run-detail",
+    start_label="Start penalty run",
+)
 
 
 @login_required
 def penalty_run_list(request):
-    return _penalty_run_list(request, PenaltyRunStartForm(initial={"as_of": timezone.localdate()}))
+    return PENALTY_RUN_PAGES.list(request)
 
 
 @login_required
 @require_POST
 def penalty_run_start(request):
-    form = PenaltyRunStartForm(request.POST)
-    if not form.is_valid():
-        return _penalty_run_list(request, form, status=400)
-    try:
-        run = penalties.run_start(as_of=form.cleaned_data["as_of"], actor=request.user)
-    except DomainError as e:
-        messages.error(request, e.message)
-        return redirect("penalty-run-list")
-    if run.candidates:
-        messages.success(request, f"Penalty run started: {run.candidates} overdue invoice(s) to assess.")
-    else:
-        messages.info(request, f"No invoice is overdue past its grace days as of {run.as_of:%d %b %Y}.")
-    return redirect("penalty-run-detail", pk=run.pk)
+    return PENALTY_RUN_PAGES.start_run(request)
 
 
 @login_required
 def penalty_run_detail(request, pk: int):
-    run = get_object_or_404(PenaltyRun.objects.select_related("started_by"), pk=pk)
-    context = {
-        "run": run,
-        "running": run.status == PenaltyRunStatus.RUNNING,
-        # Penalty invoices are issued dated the day their batch ran.
-        "issue_dates": sorted(
-            {timezone.localdate(run.started_at), timezone.localdate(run.finished_at or timezone.now())}
-        ),
-    }
-    if request.htmx:
-        return render(request, "payments/partials/penalty_run_progress.html", context)
-    return render(request, "payments/penalty_run_detail.html", context)
+    return PENALTY_RUN_PAGES.detail(request, pk)

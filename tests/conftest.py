@@ -17,6 +17,24 @@ hypothesis_settings.load_profile("otc")
 
 
 @pytest.fixture
+def staff(client, user):
+    """Django's test client, signed in as the finance user."""
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def eager():
+    """Celery tasks run in-process (the real task code, no broker), their errors raised."""
+    from otc.celery import app as celery_app
+
+    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.task_always_eager = celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = saved
+
+
+@pytest.fixture
 def user(db):
     return UserFactory(username="finance", is_superuser=True)
 

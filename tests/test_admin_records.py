@@ -11,7 +11,6 @@ from invoicing import billing_runs
 from invoicing.models import BillingRun
 from kpis.feedback import feedback_record
 from kpis.models import Feedback
-from otc.celery import app as celery_app
 from payments import penalties
 from payments.models import PenaltyAssessment, PenaltyRun, Refund
 from payments.services import payment_record, payment_refund
@@ -31,13 +30,6 @@ READ_ONLY = [
     "kpis/kpisnapshot",
     "orders/orderimport",
 ]
-
-
-@pytest.fixture
-def eager():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
 
 
 @pytest.fixture

@@ -18,12 +18,6 @@ PREVIEW = "/payments/new/allocation/"
 
 
 @pytest.fixture
-def staff(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def two_open(customer, make_issued_invoice):
     """Two open invoices of 462.62: the older due 30 days ago, the newer due in 30 days."""
     today = timezone.localdate()

@@ -22,12 +22,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def terms(db):
     return PaymentTermsFactory(name="Net 30", due_days=30)
 

@@ -213,12 +213,6 @@ def test_invoice_email_and_pdf_carry_the_link(
 # --- Staff: the customer page's ratings card and feedback from a call -------------------------------
 
 
-@pytest.fixture
-def staff(client, user):
-    client.force_login(user)
-    return client
-
-
 def card(client, customer, **headers):
     return client.get(f"/customers/{customer.pk}/feedback/", headers=headers)
 

@@ -30,12 +30,6 @@ def ledger(db):
     return build_ledger()
 
 
-@pytest.fixture
-def staff(client, user):
-    client.force_login(user)
-    return client
-
-
 def money(amount: Decimal) -> str:
     return f"{amount:,.2f}"
 

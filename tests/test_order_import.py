@@ -30,12 +30,6 @@ def shop(products):
     }
 
 
-@pytest.fixture
-def staff(client, user):
-    client.force_login(user)
-    return client
-
-
 def upload(client, text: str, name: str = "orders.csv"):
     return client.post("/orders/import/", {"file": SimpleUploadedFile(name, text.encode(), "text/csv")})
 

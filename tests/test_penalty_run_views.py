@@ -11,27 +11,12 @@ from django.utils import timezone
 
 from billing.errors import ValidationFailed
 from invoicing.models import Invoice, InvoiceKind
-from otc.celery import app as celery_app
 from payments import penalties
 from payments.models import PenaltyRun, PenaltyRunStatus
 from tests.factories import CustomerFactory, PaymentTermsFactory
 
 pytestmark = pytest.mark.django_db
 D = Decimal
-
-
-@pytest.fixture
-def staff(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def eager():
-    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.task_always_eager = celery_app.conf.task_eager_propagates = True
-    yield
-    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = saved
 
 
 @pytest.fixture
@@ -63,6 +48,7 @@ def test_empty_list_says_so_and_offers_today(staff):
     assert b"No penalty runs" in page.content
     assert f'value="{timezone.localdate():%Y-%m-%d}"'.encode() in page.content
     assert reverse("penalty-run-list").encode() in staff.get(reverse("collections")).content
+    assert b'aria-current="page" href="/collections/"' in page.content  # under Collections in the top bar
 
 
 @pytest.mark.parametrize("value", ["", "tomorrow", "2026-13-01"])

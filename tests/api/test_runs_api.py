@@ -10,20 +10,11 @@ from django.utils import timezone
 
 from invoicing.models import BillingRun, Invoice, InvoiceKind
 from orders.models import Order
-from otc.celery import app as celery_app
 from payments.models import PenaltyRun
 from tests.factories import CustomerFactory, PaymentTermsFactory
 
 pytestmark = pytest.mark.django_db
 D = Decimal
-
-
-@pytest.fixture
-def eager():
-    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.task_always_eager = celery_app.conf.task_eager_propagates = True
-    yield
-    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = saved
 
 
 def test_a_billing_run_started_by_api_bills_and_reports(

@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from invoicing.models import BillingRun, BillingRunStatus, Invoice, PrintBatch
 from orders.models import Order, OrderStatus
+from tests.browser.progress import watch_progress
 from tests.factories import CustomerFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -35,18 +36,9 @@ def test_billing_run_from_the_browser(page, login, screenshot, settings, celery_
     expect(page.get_by_test_id("message-success")).to_contain_text(f"{ORDERS} invoice(s) planned")
 
     # Watch the bar: htmx swaps it in place every second until the run is done.
-    bar = page.get_by_role("progressbar")
-    seen = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        value = int(bar.get_attribute("aria-valuenow"))
-        if not seen or seen[-1] != value:
-            seen.append(value)
-            if 0 < value < 100:
-                screenshot("billing_run_in_progress")
-        if value == 100:
-            break
-        page.wait_for_timeout(200)
+    seen = watch_progress(
+        page, on_step=lambda value: screenshot("billing_run_in_progress") if 0 < value < 100 else None
+    )
     print("progress seen:", seen)
     assert seen[-1] == 100, seen
     # The page showed the run unfinished, then the polled bar moved forward to 100 without a reload.

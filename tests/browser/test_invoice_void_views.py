@@ -17,12 +17,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def invoice(make_issued_invoice, customer):
     return make_issued_invoice(customer)  # chairs 2 x 149.90 at 20 %, books 3 x 32.50 at 5.5 %: 462.62
 

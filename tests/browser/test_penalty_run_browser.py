@@ -1,7 +1,6 @@
 """A penalty run started from the collections page, assessed by a real Celery worker, watched on its
 progress bar."""
 
-import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -10,6 +9,7 @@ from playwright.sync_api import expect
 
 from invoicing.models import Invoice, InvoiceKind
 from payments.models import PenaltyRun, PenaltyRunStatus
+from tests.browser.progress import watch_progress
 from tests.factories import CustomerFactory, PaymentTermsFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -37,16 +37,7 @@ def test_penalty_run_from_the_browser(page, login, screenshot, settings, celery_
     expect(page.get_by_role("heading", level=1)).to_contain_text("Penalty run #")
     expect(page.get_by_test_id("message-success")).to_contain_text(f"{OVERDUE} overdue invoice(s) to assess")
 
-    bar = page.get_by_role("progressbar")
-    seen = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        value = int(bar.get_attribute("aria-valuenow"))
-        if not seen or seen[-1] != value:
-            seen.append(value)
-        if value == 100:
-            break
-        page.wait_for_timeout(200)
+    seen = watch_progress(page)
     assert seen[-1] == 100 and seen == sorted(seen), seen
     expect(page.get_by_test_id("run-status")).to_have_text("Done")
     expect(page.get_by_test_id("run-penalty-invoices")).to_have_text(str(OVERDUE))
@@ -61,5 +52,5 @@ def test_penalty_run_from_the_browser(page, login, screenshot, settings, celery_
     assert Invoice.objects.filter(kind=InvoiceKind.PENALTY).count() == OVERDUE
 
     page.goto("/penalty-runs/")
-    expect(page.get_by_test_id("penalty-runs-table")).to_contain_text(f"#{run.pk}")
+    expect(page.get_by_test_id("runs-table")).to_contain_text(f"#{run.pk}")
     screenshot("penalty_runs_list")

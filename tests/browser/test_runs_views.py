@@ -13,24 +13,9 @@ from billing.errors import ValidationFailed
 from invoicing import billing_runs, delivery, services
 from invoicing.models import BillingRun, BillingRunStatus, DeliveryStatus, Invoice, PrintBatch, PrintBatchStatus
 from orders.models import Order, OrderStatus
-from otc.celery import app as celery_app
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def eager():
-    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.task_always_eager = celery_app.conf.task_eager_propagates = True
-    yield
-    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = saved
 
 
 def messages_of(response) -> list[str]:

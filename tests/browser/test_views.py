@@ -20,12 +20,6 @@ from tests.factories import CustomerFactory, PaymentTermsFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(client, user):
-    client.force_login(user)
-    return client
-
-
 def messages_of(response) -> list[str]:
     return [str(m) for m in response.context["messages"]]
 
