@@ -1,8 +1,7 @@
 from django.contrib import admin
 
-from otc.admin import ReadOnlyAdmin
-
 from . import services
+from .admin_base import ReadOnlyAdmin
 from .models import AuditEvent, Contact, Customer, PaymentTerms, TaxRate
 
 

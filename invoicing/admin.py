@@ -102,7 +102,7 @@ admin.site._registry[Order].actions = [*admin.site._registry[Order].actions, inv
 
 
 # --- Billing runs, print batches, credit applications (read-only) -------------------------------
-from otc.admin import ReadOnlyAdmin, ReadOnlyInline, RunBatchInline  # noqa: E402
+from billing.admin_base import ReadOnlyAdmin, ReadOnlyInline, RunBatchInline  # noqa: E402
 
 from .models import BillingRun, BillingRunBatch, CreditApplication, PrintBatch, PrintBatchItem  # noqa: E402
 

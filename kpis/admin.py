@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from otc.admin import ReadOnlyAdmin
+from billing.admin_base import ReadOnlyAdmin
 
 from .models import Feedback, KpiSnapshot
 

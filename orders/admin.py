@@ -96,7 +96,7 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 # --- CSV imports (read-only) --------------------------------------------------------------------
-from otc.admin import ReadOnlyAdmin  # noqa: E402
+from billing.admin_base import ReadOnlyAdmin  # noqa: E402
 
 from .models import OrderImport  # noqa: E402
 

@@ -197,7 +197,7 @@ class BankLineAdmin(admin.ModelAdmin):
 
 
 # --- Penalty runs and assessments, refunds, statements (read-only) -------------------------------
-from otc.admin import ReadOnlyAdmin, RunBatchInline  # noqa: E402
+from billing.admin_base import ReadOnlyAdmin, RunBatchInline  # noqa: E402
 
 from .models import PenaltyAssessment, PenaltyRun, PenaltyRunBatch, StatementDelivery  # noqa: E402
 
