@@ -42,23 +42,21 @@ class BootstrapModelForm(BootstrapMixin, forms.ModelForm):
 
 
 class RunStartForm(BootstrapForm):
-    """Start a billing or penalty run as of a date, today or earlier (`billing.jobs.run_as_of`).
-    Subclasses name the field and say why a later date is refused (`refusal`)."""
+    """Start a billing or penalty run as of a date. The service that starts the run refuses a date
+    after today (`billing.jobs.run_as_of`); `billing.views_runs` shows that refusal on the field.
+    Subclasses set the field's `label` and `help_text`."""
 
-    refusal = ""
+    label = ""
+    help_text = ""
     as_of = forms.DateField(
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         input_formats=["%Y-%m-%d"],
     )
 
-    def clean_as_of(self):
-        from .errors import ValidationFailed
-        from .jobs import run_as_of
-
-        try:
-            return run_as_of(self.cleaned_data["as_of"], refusal=self.refusal)
-        except ValidationFailed as exc:
-            raise forms.ValidationError(exc.message) from exc
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["as_of"].label = self.label
+        self.fields["as_of"].help_text = self.help_text
 
 
 class CurrencyField(forms.CharField):

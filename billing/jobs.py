@@ -8,6 +8,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from .errors import ValidationFailed
+
 log = logging.getLogger(__name__)
 
 
@@ -31,8 +33,6 @@ def enqueue_on_commit(task, *args) -> None:
 def run_as_of(as_of: date | None, *, refusal: str) -> date:
     """The as-of date of a run: today when none is given. A date after today is refused with
     `refusal`, a sentence that says why, followed by today's date."""
-    from .errors import ValidationFailed
-
     today = timezone.localdate()
     if as_of is None:
         return today

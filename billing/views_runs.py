@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
-from .errors import DomainError
+from .errors import DomainError, ValidationFailed
 from .views import sorted_page
 
 
@@ -44,6 +44,9 @@ class RunPages:
         try:
             run = self.start(as_of=form.cleaned_data["as_of"], actor=request.user)
         except DomainError as e:
+            if isinstance(e, ValidationFailed) and "as_of" in e.details:
+                form.add_error("as_of", e.message)  # a date after today, refused by the service itself
+                return self.list(request, form, status=400)
             messages.error(request, e.message)
             return redirect(self.list_url)
         level, text = self.announce(run)

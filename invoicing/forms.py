@@ -7,7 +7,6 @@ from django import forms
 from billing.forms import BootstrapForm, ListFilter, RunStartForm
 from billing.models import Customer
 
-from . import billing_runs
 from .models import Invoice, InvoiceKind, InvoiceStatus
 
 
@@ -46,14 +45,8 @@ class InvoiceListFilter(ListFilter):
 
 
 class BillingRunStartForm(RunStartForm):
-    refusal = billing_runs.AS_OF_REFUSAL
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["as_of"].label = "Bill orders fulfilled on or before"
-        self.fields[
-            "as_of"
-        ].help_text = "Weekly and monthly customers are billed once their period has ended on this date."
+    label = "Bill orders fulfilled on or before"
+    help_text = "Weekly and monthly customers are billed once their period has ended on this date."
 
 
 class CreditApplyForm(BootstrapForm):

@@ -12,7 +12,6 @@ from billing.models import Customer, PaymentMethod
 from invoicing.models import OPEN_STATUSES, Invoice, InvoiceKind
 from orders.forms import CustomerChoiceField
 
-from . import penalties
 from .models import PaymentSource
 
 # The fields the allocation preview reads: customer, amount, chosen invoice, amounts typed per invoice.
@@ -170,15 +169,11 @@ class InvoiceDisputeForm(BootstrapForm):
 
 
 class PenaltyRunStartForm(RunStartForm):
-    refusal = penalties.AS_OF_REFUSAL
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["as_of"].label = "Assess penalties up to"
-        self.fields["as_of"].help_text = (
-            "Interest and fees on invoices overdue past their grace days, for the days since each invoice's "
-            "last assessment. A second run for the same date charges nothing more."
-        )
+    label = "Assess penalties up to"
+    help_text = (
+        "Interest and fees on invoices overdue past their grace days, for the days since each invoice's "
+        "last assessment. A second run for the same date charges nothing more."
+    )
 
 
 class PenaltyWaiveForm(BootstrapForm):
